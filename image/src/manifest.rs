@@ -63,9 +63,9 @@ pub struct ImageIndex {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// An image manifest.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// An index or manifest list.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// A manifest as bytes, its media type and digest, and a parsed view of it.
@@ -118,10 +118,10 @@ impl RawManifest {
         let bad = |e: serde_json::Error| Error::InvalidJson { what: "manifest", reason: e.to_string() };
         let parsed = if mt::is_manifest(&media_type) {
             let m: ImageManifest = serde_json::from_value(probe).map_err(bad)?;
-            Parsed::Image(m)
+            Parsed::Image(Box::new(m))
         } else if mt::is_index(&media_type) {
             let i: ImageIndex = serde_json::from_value(probe).map_err(bad)?;
-            Parsed::Index(i)
+            Parsed::Index(Box::new(i))
         } else {
             return Err(Error::UnsupportedMediaType(media_type));
         };

@@ -37,14 +37,15 @@ impl LayerInfo {
 
 enum Encoder<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Gzip(flate2::write::GzEncoder<DigestWriter<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, DigestWriter<W>>),
 }
 
 /// A writer that takes an uncompressed tar stream and writes the compressed blob to `W`,
 /// hashing both sides as it goes.
 pub struct LayerBlobWriter<W: Write> {
-    encoder: Encoder<DigestWriter<W>>,
+    // Uncompressed blobs are hashed once: their digest is their diffID.
+    encoder: Encoder<W>,
     diff_hasher: Hasher,
     uncompressed: u64,
     compression: Compression,
@@ -53,21 +54,28 @@ pub struct LayerBlobWriter<W: Write> {
 impl<W: Write> LayerBlobWriter<W> {
     /// Compress into `out` with `compression` at `level` (the default when `None`).
     pub fn new(out: W, compression: Compression, level: Option<i32>) -> Result<Self> {
-        let out = DigestWriter::new(out, Algorithm::Sha256);
+        let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        Self::with_threads(out, compression, level, workers)
+    }
+
+    /// Like [`new`](Self::new) with the number of zstd worker threads fixed (at least 1;
+    /// ignored for gzip and none). The bytes written are the same for any count.
+    pub fn with_threads(out: W, compression: Compression, level: Option<i32>, threads: u32) -> Result<Self> {
         let encoder = match compression {
             Compression::None => Encoder::None(out),
             Compression::Gzip => {
                 let level = level.map(|l| l.clamp(0, 9) as u32).unwrap_or(DEFAULT_GZIP_LEVEL);
                 // GzBuilder with no name and mtime 0 keeps the header identical on every run.
+                let out = DigestWriter::new(out, Algorithm::Sha256);
                 Encoder::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(level)))
             }
             Compression::Zstd => {
                 let level = level.unwrap_or(DEFAULT_ZSTD_LEVEL);
+                let out = DigestWriter::new(out, Algorithm::Sha256);
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 // Always multithreaded (>= 1 worker): zstd's output is then the same for any
                 // worker count, so digests do not depend on the machine's cores.
-                let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).max(1);
-                enc.multithread(workers)?;
+                enc.multithread(threads.max(1))?;
                 enc.include_checksum(false)?;
                 Encoder::Zstd(enc)
             }
@@ -77,19 +85,14 @@ impl<W: Write> LayerBlobWriter<W> {
 
     /// Flush the compressor and return the inner writer and what was written.
     pub fn finish(self) -> Result<(W, LayerInfo)> {
-        let dw = match self.encoder {
-            Encoder::None(w) => w,
-            Encoder::Gzip(g) => g.finish()?,
-            Encoder::Zstd(z) => z.finish()?,
+        let diff_id = self.diff_hasher.finish();
+        let (inner, digest, size) = match self.encoder {
+            Encoder::None(w) => (w, diff_id.clone(), self.uncompressed),
+            Encoder::Gzip(g) => g.finish()?.finish(),
+            Encoder::Zstd(z) => z.finish()?.finish(),
         };
-        let (inner, digest, size) = dw.finish();
-        let info = LayerInfo {
-            digest,
-            diff_id: self.diff_hasher.finish(),
-            size,
-            uncompressed_size: self.uncompressed,
-            compression: self.compression,
-        };
+        let info =
+            LayerInfo { digest, diff_id, size, uncompressed_size: self.uncompressed, compression: self.compression };
         Ok((inner, info))
     }
 }
@@ -130,7 +133,12 @@ pub fn decompress(reader: impl Read + Send + 'static) -> Result<(Compression, Bo
 }
 
 /// Compress a whole uncompressed tar stream into `out`, returning what was written.
-pub fn compress_stream<R: Read, W: Write>(mut tar: R, out: W, compression: Compression, level: Option<i32>) -> Result<(W, LayerInfo)> {
+pub fn compress_stream<R: Read, W: Write>(
+    mut tar: R,
+    out: W,
+    compression: Compression,
+    level: Option<i32>,
+) -> Result<(W, LayerInfo)> {
     let mut w = LayerBlobWriter::new(out, compression, level)?;
     io::copy(&mut tar, &mut w)?;
     w.finish()
@@ -158,5 +166,19 @@ mod tests {
             let (again, _) = compress_stream(&data[..], Vec::new(), c, None).unwrap();
             assert_eq!(again, blob);
         }
+    }
+
+    #[test]
+    fn zstd_bytes_do_not_depend_on_threads() {
+        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i / 7 % 251).to_le_bytes()).collect();
+        let blob = |t| {
+            let mut w = LayerBlobWriter::with_threads(Vec::new(), Compression::Zstd, None, t).unwrap();
+            w.write_all(&data).unwrap();
+            w.finish().unwrap()
+        };
+        let (one, i1) = blob(1);
+        let (four, i4) = blob(4);
+        assert!(one == four);
+        assert_eq!(i1, i4);
     }
 }
