@@ -1,10 +1,94 @@
-//! `rbuild check` (being written).
+//! `rbuild check`: parse, lower and lint a Dockerfile without building.
+
+use rbuild_frontend::dockerignore::{Matcher, find_ignore_file};
+use rbuild_frontend::{LowerOptions, NoResolver, Severity, check};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// Flags of `rbuild check`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable: KEY=VALUE, or KEY to take it from the environment.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Check as if building this stage (default: every stage).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// The build context (for the .dockerignore check).
+    #[arg(default_value = ".", value_name = "CONTEXT")]
+    pub context: PathBuf,
+}
 
-/// Run `rbuild check`.
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("rbuild check is not built yet")
+/// Run `rbuild check`: print every diagnostic to stderr; 1 if any is an error.
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let path = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
+    let (name, bytes) = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b)?;
+        ("Dockerfile".to_string(), b)
+    } else {
+        let b = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        (path.display().to_string(), b)
+    };
+    // Invalid UTF-8 is shown as U+FFFD; such a file fails with a located error anyway.
+    let text = String::from_utf8_lossy(&bytes);
+    let opts = LowerOptions {
+        build_args: parse_build_args(&args.build_args)?,
+        target: args.target.clone(),
+        dockerfile_name: name.clone(),
+        ..LowerOptions::default()
+    };
+    let mut diags = check(&text, &name, &opts, &NoResolver);
+    let mut out = String::new();
+    if path != Path::new("-") {
+        if let Some(ignore) = find_ignore_file(&args.context, &path) {
+            let t = std::fs::read_to_string(&ignore).unwrap_or_default();
+            if let Err(e) = Matcher::parse(&t) {
+                let mut d = e.to_diagnostic();
+                d.file = ignore.display().to_string();
+                out.push_str(&d.render(&t));
+                diags.push(d);
+            }
+        }
+    }
+    for d in diags.iter().filter(|d| d.file == name) {
+        out.push_str(&d.render(&text));
+    }
+    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diags.len() - errors;
+    if diags.is_empty() {
+        out.push_str("Check complete, no warnings found.\n");
+    } else {
+        out.push_str(&format!(
+            "Check complete, {errors} error{} and {warnings} warning{} found.\n",
+            if errors == 1 { "" } else { "s" },
+            if warnings == 1 { "" } else { "s" },
+        ));
+    }
+    eprint!("{out}");
+    Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// `K=V` pairs; a bare `K` takes the value from the environment and is dropped when unset
+/// (as `docker build` does).
+fn parse_build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some(("", _)) => anyhow::bail!("invalid --build-arg {a:?}: empty name"),
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,597 @@
+//! Shell-word expansion as BuildKit's `shell` lexer does it: quotes, the escape
+//! character, `$v`, `${v}`, `${v:-w}`, `${v-w}`, `${v:+w}`, `${v+w}`, `${v:?e}`, `${v?e}`,
+//! `${v#p}`, `${v##p}`, `${v%p}`, `${v%%p}`, `${v/p/r}`, `${v//p/r}`.
+//!
+//! This is not a shell: no command substitution, no arithmetic, no globbing of files.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Variables visible to an expansion: later writes win, names are case-sensitive.
+pub type Env = BTreeMap<String, String>;
+
+/// Something variables can be looked up in.
+pub trait Vars {
+    /// The value of `name`, if set.
+    fn var(&self, name: &str) -> Option<&str>;
+}
+
+impl Vars for Env {
+    fn var(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// An ordered list of assignments; the last one for a name wins.
+impl Vars for [(String, String)] {
+    fn var(&self, name: &str) -> Option<&str> {
+        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Lexer options (BuildKit's `Lex` fields).
+#[derive(Debug, Clone, Copy)]
+pub struct Lexer {
+    /// The escape character (`\` or `` ` ``).
+    pub escape: char,
+    /// Keep quote characters in the output.
+    pub raw_quotes: bool,
+    /// Keep escape characters in the output.
+    pub raw_escapes: bool,
+    /// Leave `$name` as written when `name` is unset (used for heredoc names).
+    pub skip_unset: bool,
+    /// Treat quotes as ordinary characters (heredoc bodies).
+    pub skip_quotes: bool,
+}
+
+/// The result of expanding one word.
+#[derive(Debug, Clone, Default)]
+pub struct Expanded {
+    /// The word after expansion and quote removal.
+    pub value: String,
+    /// Variables referenced and found.
+    pub matched: BTreeSet<String>,
+    /// Variables referenced, not found, and with no default operator handling that.
+    pub unmatched: BTreeSet<String>,
+}
+
+impl Lexer {
+    /// A lexer with the given escape character and default options.
+    pub fn new(escape: char) -> Lexer {
+        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset: false, skip_quotes: false }
+    }
+
+    /// Expand `word` as one word (whitespace kept literally).
+    pub fn process_word<V: Vars + ?Sized>(&self, word: &str, env: &V) -> Result<Expanded, String> {
+        let mut w = Walker::new(self, word, env);
+        let (value, _) = w.process_stop_on(None, self.raw_escapes).map_err(|e| wrap(word, e))?;
+        Ok(Expanded { value, matched: w.matched, unmatched: w.unmatched })
+    }
+
+    /// Expand `word` and split it into words on unquoted whitespace.
+    pub fn process_words<V: Vars + ?Sized>(&self, word: &str, env: &V) -> Result<Vec<String>, String> {
+        let mut w = Walker::new(self, word, env);
+        let (_, words) = w.process_stop_on(None, self.raw_escapes).map_err(|e| wrap(word, e))?;
+        Ok(words)
+    }
+}
+
+fn wrap(word: &str, e: String) -> String {
+    format!("failed to process {word:?}: {e}")
+}
+
+/// BuildKit's `wordsStruct`: collects words while the walker produces characters.
+#[derive(Default)]
+struct Words {
+    words: Vec<String>,
+    word: String,
+    in_word: bool,
+}
+
+impl Words {
+    fn add_char(&mut self, c: char) {
+        if c.is_whitespace() && self.in_word {
+            if !self.word.is_empty() {
+                self.words.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else if !c.is_whitespace() {
+            self.add_raw_char(c);
+        }
+    }
+    fn add_raw_char(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+    fn add_string(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+    fn add_raw_string(&mut self, s: &str) {
+        self.word.push_str(s);
+        self.in_word = true;
+    }
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.words.push(self.word);
+        }
+        self.words
+    }
+}
+
+struct Walker<'a, V: Vars + ?Sized> {
+    lx: &'a Lexer,
+    chars: Vec<char>,
+    pos: usize,
+    env: &'a V,
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
+}
+
+impl<'a, V: Vars + ?Sized> Walker<'a, V> {
+    fn new(lx: &'a Lexer, word: &str, env: &'a V) -> Self {
+        Walker { lx, chars: word.chars().collect(), pos: 0, env, matched: BTreeSet::new(), unmatched: BTreeSet::new() }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    /// Look a name up, recording it as matched or unmatched (BuildKit records every
+    /// lookup, `${x:-default}` included: that is what UndefinedVar reports).
+    fn get_env(&mut self, name: &str) -> Option<String> {
+        match self.env.var(name) {
+            Some(v) => {
+                self.matched.insert(name.to_string());
+                Some(v.to_string())
+            }
+            None => {
+                self.unmatched.insert(name.to_string());
+                None
+            }
+        }
+    }
+
+    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), String> {
+        let mut result = String::new();
+        let mut words = Words::default();
+        let mut found = false;
+        while let Some(ch) = self.peek() {
+            if Some(ch) == stop {
+                self.next();
+                found = true;
+                break;
+            }
+            match ch {
+                // BuildKit's processPossibleHeredoc: `<<` swallows the blanks after it so
+                // `<< EOF` stays one word for heredoc detection.
+                '<' if self.chars.get(self.pos + 1) == Some(&'<') => {
+                    self.pos += 2;
+                    let mut tmp = String::from("<<");
+                    while let Some(c) = self.peek().filter(|c| *c == ' ' || *c == '\t') {
+                        tmp.push(c);
+                        self.next();
+                    }
+                    result.push_str(&tmp);
+                    words.add_raw_string(&tmp);
+                }
+                '\'' | '"' if self.lx.skip_quotes => {
+                    self.next();
+                    words.add_char(ch);
+                    result.push(ch);
+                }
+                '\'' | '"' | '$' => {
+                    let tmp = match ch {
+                        '\'' => self.single_quote()?,
+                        '"' => self.double_quote()?,
+                        _ => self.dollar()?,
+                    };
+                    result.push_str(&tmp);
+                    if ch == '$' {
+                        words.add_string(&tmp);
+                    } else {
+                        words.add_raw_string(&tmp);
+                    }
+                }
+                _ => {
+                    self.next();
+                    if ch == self.lx.escape {
+                        if raw_escapes {
+                            words.add_raw_char(ch);
+                            result.push(ch);
+                        }
+                        // An escape at the very end is dropped.
+                        let Some(esc) = self.next() else { break };
+                        words.add_raw_char(esc);
+                        result.push(esc);
+                    } else {
+                        words.add_char(ch);
+                        result.push(ch);
+                    }
+                }
+            }
+        }
+        if let Some(s) = stop {
+            if !found {
+                return Err(format!("unexpected end of statement while looking for matching {s}"));
+            }
+        }
+        Ok((result, words.finish()))
+    }
+
+    fn single_quote(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        let q = self.next().unwrap_or('\'');
+        if self.lx.raw_quotes {
+            out.push(q);
+        }
+        loop {
+            match self.next() {
+                None => {
+                    return Err("unexpected end of statement while looking for matching single-quote".into());
+                }
+                Some('\'') => {
+                    if self.lx.raw_quotes {
+                        out.push('\'');
+                    }
+                    return Ok(out);
+                }
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    fn double_quote(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        let q = self.next().unwrap_or('"');
+        if self.lx.raw_quotes {
+            out.push(q);
+        }
+        loop {
+            match self.peek() {
+                None => {
+                    return Err("unexpected end of statement while looking for matching double-quote".into());
+                }
+                Some('"') => {
+                    self.next();
+                    if self.lx.raw_quotes {
+                        out.push('"');
+                    }
+                    return Ok(out);
+                }
+                Some('$') => {
+                    let v = self.dollar()?;
+                    out.push_str(&v);
+                }
+                Some(_) => {
+                    let mut ch = self.next().unwrap_or_default();
+                    if ch == self.lx.escape {
+                        if self.lx.raw_escapes {
+                            out.push(ch);
+                        }
+                        match self.peek() {
+                            // A trailing escape inside an unterminated quote: the quote
+                            // error comes next iteration.
+                            None => continue,
+                            // Only these can be escaped inside double quotes; any other
+                            // escape stays as written.
+                            Some(c) if c == '"' || c == '$' || c == self.lx.escape => {
+                                ch = c;
+                                self.next();
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    out.push(ch);
+                }
+            }
+        }
+    }
+
+    fn process_name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(ch) = self.peek() {
+            if name.is_empty() && ch.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(|c| c.is_ascii_digit()) {
+                    name.push(d);
+                    self.next();
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.next();
+                return ch.to_string();
+            }
+            if !(ch.is_alphanumeric() || ch == '_') {
+                break;
+            }
+            name.push(ch);
+            self.next();
+        }
+        name
+    }
+
+    fn dollar(&mut self) -> Result<String, String> {
+        self.next(); // the '$'
+        if self.peek() != Some('{') {
+            let name = self.process_name();
+            if name.is_empty() {
+                return Ok("$".into());
+            }
+            return Ok(match self.get_env(&name) {
+                Some(v) => v,
+                None if self.lx.skip_unset => format!("${name}"),
+                None => String::new(),
+            });
+        }
+        self.next(); // the '{'
+        match self.peek() {
+            None => return Err("syntax error: missing '}'".into()),
+            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            _ => {}
+        }
+        let name = self.process_name();
+        let Some(mut ch) = self.next() else {
+            return Err("syntax error: missing '}'".into());
+        };
+        let mut chs = ch.to_string();
+        match ch {
+            '}' => Ok(match self.get_env(&name) {
+                Some(v) => v,
+                None if self.lx.skip_unset => format!("${{{name}}}"),
+                None => String::new(),
+            }),
+            ':' | '+' | '-' | '?' | '#' | '%' => {
+                let null_is_unset = ch == ':';
+                if null_is_unset {
+                    ch = self.next().unwrap_or('}');
+                    chs.push(ch);
+                }
+                let raw = ch == '#' || ch == '%';
+                let word = if ch == '}' {
+                    // `${v:}`: the modifier is missing.
+                    return Err(format!("unsupported modifier ({chs}) in substitution"));
+                } else {
+                    self.sub_word('}', raw)?
+                };
+                let value = self.get_env(&name);
+                if self.lx.skip_unset && value.is_none() {
+                    return Ok(format!("${{{name}{chs}{word}}}"));
+                }
+                let set = value.is_some();
+                let value = value.unwrap_or_default();
+                let empty_unset = !set || (null_is_unset && value.is_empty());
+                match ch {
+                    '-' => Ok(if empty_unset { word } else { value }),
+                    '+' => Ok(if empty_unset { String::new() } else { word }),
+                    '?' => {
+                        if !set {
+                            let m = if word.is_empty() { "is not allowed to be unset" } else { &word };
+                            Err(format!("{name}: {m}"))
+                        } else if null_is_unset && value.is_empty() {
+                            let m = if word.is_empty() { "is not allowed to be empty" } else { &word };
+                            Err(format!("{name}: {m}"))
+                        } else {
+                            Ok(value)
+                        }
+                    }
+                    '#' | '%' => {
+                        // `##` and `%%` are the longest-match forms.
+                        let (pat, longest) = match word.strip_prefix(ch) {
+                            Some(p) => (p.to_string(), true),
+                            None => (word.clone(), false),
+                        };
+                        Ok(if ch == '#' {
+                            trim_prefix(&value, &pat, longest)
+                        } else {
+                            trim_suffix(&value, &pat, longest)
+                        })
+                    }
+                    _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+                }
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let pat = self.sub_word_until_slash()?;
+                let repl = self.sub_word('}', false)?;
+                let value = match self.get_env(&name) {
+                    Some(v) => v,
+                    None if self.lx.skip_unset => {
+                        return Ok(format!("${{{name}/{}{pat}/{repl}}}", if all { "/" } else { "" }));
+                    }
+                    None => String::new(),
+                };
+                Ok(replace_pattern(&value, &pat, &repl, all))
+            }
+            _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+        }
+    }
+
+    fn sub_word(&mut self, stop: char, raw_escapes: bool) -> Result<String, String> {
+        match self.process_stop_on(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err("syntax error: missing '}'".into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The pattern of `${v/pat/repl}`: up to an unescaped `/` (or `}` if no replacement).
+    fn sub_word_until_slash(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err("syntax error: missing '}'".into()),
+                Some('/') => {
+                    self.next();
+                    return Ok(out);
+                }
+                Some('}') => return Ok(out),
+                Some(c) if c == self.lx.escape => {
+                    self.next();
+                    if let Some(n) = self.next() {
+                        out.push(n);
+                    }
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.next();
+                }
+            }
+        }
+    }
+}
+
+/// Shell pattern match of a whole string: `*`, `?` and `\x`; no bracket expressions, as
+/// in BuildKit.
+fn pattern_matches(pat: &[char], s: &[char]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let (mut star_p, mut star_i) = (usize::MAX, 0);
+    while i < s.len() {
+        if p < pat.len() {
+            match pat[p] {
+                '*' => {
+                    star_p = p;
+                    star_i = i;
+                    p += 1;
+                    continue;
+                }
+                '?' => {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                '\\' if p + 1 < pat.len() => {
+                    if pat[p + 1] == s[i] {
+                        p += 2;
+                        i += 1;
+                        continue;
+                    }
+                }
+                c => {
+                    if c == s[i] {
+                        p += 1;
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        if star_p != usize::MAX {
+            p = star_p + 1;
+            star_i += 1;
+            i = star_i;
+            continue;
+        }
+        return false;
+    }
+    pat[p..].iter().all(|&c| c == '*')
+}
+
+fn trim_prefix(value: &str, pat: &str, longest: bool) -> String {
+    let p: Vec<char> = pat.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    let range: Box<dyn Iterator<Item = usize>> =
+        if longest { Box::new((0..=v.len()).rev()) } else { Box::new(0..=v.len()) };
+    for n in range {
+        if pattern_matches(&p, &v[..n]) {
+            return v[n..].iter().collect();
+        }
+    }
+    value.to_string()
+}
+
+fn trim_suffix(value: &str, pat: &str, longest: bool) -> String {
+    let p: Vec<char> = pat.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    let range: Box<dyn Iterator<Item = usize>> =
+        if longest { Box::new(0..=v.len()) } else { Box::new((0..=v.len()).rev()) };
+    for n in range {
+        if pattern_matches(&p, &v[n..]) {
+            return v[..n].iter().collect();
+        }
+    }
+    value.to_string()
+}
+
+fn replace_pattern(value: &str, pat: &str, repl: &str, all: bool) -> String {
+    let p: Vec<char> = pat.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    if p.is_empty() {
+        return value.to_string();
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    let mut replaced = false;
+    while i < v.len() {
+        if !replaced || all {
+            // Longest match starting at i, as bash does.
+            if let Some(end) = (i + 1..=v.len()).rev().find(|&e| pattern_matches(&p, &v[i..e])) {
+                out.push_str(repl);
+                i = end;
+                replaced = true;
+                continue;
+            }
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        [("a", "1"), ("e", ""), ("p", "/usr/local/bin.tar.gz")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn w(s: &str) -> String {
+        Lexer::new('\\').process_word(s, &env()).unwrap().value
+    }
+
+    #[test]
+    fn expansions() {
+        assert_eq!(w("$a"), "1");
+        assert_eq!(w("${a}x"), "1x");
+        assert_eq!(w("${u:-d}"), "d");
+        assert_eq!(w("${e:-d}"), "d");
+        assert_eq!(w("${e-d}"), "");
+        assert_eq!(w("${a:+w}"), "w");
+        assert_eq!(w("${e:+w}"), "");
+        assert_eq!(w("${e+w}"), "w");
+        assert_eq!(w("'$a'"), "$a");
+        assert_eq!(w("\"$a\""), "1");
+        assert_eq!(w("\\$a"), "$a");
+        assert_eq!(w("\"\\$a\\x\""), "$a\\x");
+        assert_eq!(w("${p#*/}"), "usr/local/bin.tar.gz");
+        assert_eq!(w("${p##*/}"), "bin.tar.gz");
+        assert_eq!(w("${p%.*}"), "/usr/local/bin.tar");
+        assert_eq!(w("${p%%.*}"), "/usr/local/bin");
+        assert_eq!(w("${p/local/opt}"), "/usr/opt/bin.tar.gz");
+        assert_eq!(w("${a:-\"x y\"}"), "1");
+        assert_eq!(w("$"), "$");
+        assert_eq!(w("a b"), "a b");
+        assert!(Lexer::new('\\').process_word("${u:?missing}", &env()).is_err());
+        assert!(Lexer::new('\\').process_word("${a", &env()).is_err());
+        assert!(Lexer::new('\\').process_word("'abc", &env()).is_err());
+    }
+
+    #[test]
+    fn words() {
+        let lx = Lexer::new('\\');
+        assert_eq!(lx.process_words("a \"b c\" d\\ e", &env()).unwrap(), ["a", "b c", "d e"]);
+    }
+}
