@@ -38,4 +38,4 @@ pub use error::{Error, Result};
 pub use manifest::{ImageIndex, ImageManifest, RawManifest};
 pub use media_type::Compression;
 pub use reference::Reference;
-pub use store::Store;
+pub use store::{Image, Store};

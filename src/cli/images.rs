@@ -1,10 +1,157 @@
-//! `rbuild images` (not built yet).
+//! `rbuild images`: list the images in the local store, like `docker images`.
+
+use rbuild_image::Reference;
 
 /// Flags of `rbuild images`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Only show image IDs.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show the manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Don't truncate image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only images of this repository (and tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub filter: Option<String>,
+}
+
+/// Sizes as docker prints them: decimal units, three significant digits (`4.23MB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    // %.3g: three significant digits, trailing zeros dropped.
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", UNITS[i])
+}
+
+/// A past time as docker says it: "2 hours ago", "About a minute ago".
+pub fn human_ago(created: Option<&str>) -> String {
+    let Some(t) = created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
+        return "N/A".into();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds();
+    if secs < 0 {
+        return "Less than a second ago".into();
+    }
+    let (m, h) = (secs / 60, secs / 3600);
+    let s = match secs {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if m == 1 => "About a minute".to_string(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".to_string(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
+    };
+    format!("{s} ago")
+}
+
+/// Print rows as aligned columns, three spaces apart, like docker's tabwriter.
+pub fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+fn matches_filter(r: &Reference, filter: &str) -> bool {
+    // `busybox`, `busybox:latest`, `docker.io/library/busybox`… compare normalized names;
+    // with no tag in the filter, every tag of the repository matches.
+    let Ok(f) = Reference::parse(filter) else { return false };
+    f.name() == r.name() && f.tag().is_none_or(|t| Some(t) == r.tag())
+}
 
 /// Run `rbuild images`.
-pub fn run(_args: Args, _g: &super::global::Global) -> anyhow::Result<i32> {
-    anyhow::bail!("rbuild images is not built yet")
+pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
+    if let Some(f) = &args.filter {
+        Reference::parse(f)?;
+    }
+    let store = g.store()?;
+    let mut rows = vec![];
+    let mut header = vec!["REPOSITORY".to_string(), "TAG".into()];
+    if args.digests {
+        header.push("DIGEST".into());
+    }
+    header.extend(["IMAGE ID".to_string(), "CREATED".into(), "SIZE".into()]);
+    rows.push(header);
+    let mut seen_ids = Vec::new();
+    for (r, d) in store.list_tags()? {
+        if args.filter.as_deref().is_some_and(|f| !matches_filter(&r, f)) {
+            continue;
+        }
+        let img = match store.load_image(&d, Some(r.clone())) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("{}: {e}", r.familiar());
+                continue;
+            }
+        };
+        let id = if args.no_trunc { img.config_digest.to_string() } else { img.config_digest.short().to_string() };
+        if args.quiet {
+            if !seen_ids.contains(&id) {
+                println!("{id}");
+                seen_ids.push(id);
+            }
+            continue;
+        }
+        let mut row = vec![r.familiar_name(), r.tag().unwrap_or("<none>").to_string()];
+        if args.digests {
+            row.push(d.digest.to_string());
+        }
+        row.extend([id, human_ago(img.config.created.as_deref()), human_size(img.size())]);
+        rows.push(row);
+    }
+    if !args.quiet {
+        print_table(&rows);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(4_230_000), "4.23MB");
+        assert_eq!(human_size(1_200_000), "1.2MB");
+        assert_eq!(human_size(77_800_000), "77.8MB");
+        assert_eq!(human_size(123_456_789), "123MB");
+    }
 }

@@ -46,10 +46,16 @@ enum Encoder<W: Write> {
 pub struct LayerBlobWriter<W: Write> {
     // Uncompressed blobs are hashed once: their digest is their diffID.
     encoder: Encoder<W>,
+    // Input for the compressor, fed to it in fixed CHUNK-sized pieces: deflate's output
+    // depends on how its input is split, so the split must not depend on the caller.
+    pending: Vec<u8>,
     diff_hasher: Hasher,
     uncompressed: u64,
     compression: Compression,
 }
+
+/// The size of the pieces the compressor is fed.
+const CHUNK: usize = 64 * 1024;
 
 impl<W: Write> LayerBlobWriter<W> {
     /// Compress into `out` with `compression` at `level` (the default when `None`).
@@ -80,11 +86,16 @@ impl<W: Write> LayerBlobWriter<W> {
                 Encoder::Zstd(enc)
             }
         };
-        Ok(LayerBlobWriter { encoder, diff_hasher: Algorithm::Sha256.hasher(), uncompressed: 0, compression })
+        let pending = if compression == Compression::None { Vec::new() } else { Vec::with_capacity(CHUNK) };
+        Ok(LayerBlobWriter { encoder, pending, diff_hasher: Algorithm::Sha256.hasher(), uncompressed: 0, compression })
     }
 
     /// Flush the compressor and return the inner writer and what was written.
-    pub fn finish(self) -> Result<(W, LayerInfo)> {
+    pub fn finish(mut self) -> Result<(W, LayerInfo)> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.feed(&rest)?;
+        }
         let diff_id = self.diff_hasher.finish();
         let (inner, digest, size) = match self.encoder {
             Encoder::None(w) => (w, diff_id.clone(), self.uncompressed),
@@ -97,23 +108,55 @@ impl<W: Write> LayerBlobWriter<W> {
     }
 }
 
+impl<W: Write> LayerBlobWriter<W> {
+    /// Hand one piece to the compressor.
+    fn feed(&mut self, piece: &[u8]) -> io::Result<()> {
+        match &mut self.encoder {
+            Encoder::None(w) => w.write_all(piece),
+            Encoder::Gzip(g) => g.write_all(piece),
+            Encoder::Zstd(z) => z.write_all(piece),
+        }
+    }
+}
+
 impl<W: Write> Write for LayerBlobWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.encoder {
-            Encoder::None(w) => w.write(buf)?,
-            Encoder::Gzip(g) => g.write(buf)?,
-            Encoder::Zstd(z) => z.write(buf)?,
-        };
-        self.diff_hasher.update(&buf[..n]);
-        self.uncompressed += n as u64;
-        Ok(n)
+        if let Encoder::None(w) = &mut self.encoder {
+            let n = w.write(buf)?;
+            self.diff_hasher.update(&buf[..n]);
+            self.uncompressed += n as u64;
+            return Ok(n);
+        }
+        let mut rest = buf;
+        if !self.pending.is_empty() || rest.len() < CHUNK {
+            let take = rest.len().min(CHUNK - self.pending.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == CHUNK {
+                let full = std::mem::take(&mut self.pending);
+                self.feed(&full)?;
+                self.pending = full;
+                self.pending.clear();
+            }
+        }
+        // The pending buffer is empty here whenever `rest` is not: whole chunks go straight in.
+        while rest.len() >= CHUNK {
+            let (piece, tail) = rest.split_at(CHUNK);
+            self.feed(piece)?;
+            rest = tail;
+        }
+        self.pending.extend_from_slice(rest);
+        self.diff_hasher.update(buf);
+        self.uncompressed += buf.len() as u64;
+        Ok(buf.len())
     }
 
+    /// Flushes only an uncompressed stream: flushing a compressor mid-stream would put a
+    /// sync block where the caller happened to flush, and the bytes would depend on it.
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.encoder {
             Encoder::None(w) => w.flush(),
-            Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
+            Encoder::Gzip(_) | Encoder::Zstd(_) => Ok(()),
         }
     }
 }
@@ -165,6 +208,27 @@ mod tests {
             // Deterministic: the same bytes twice.
             let (again, _) = compress_stream(&data[..], Vec::new(), c, None).unwrap();
             assert_eq!(again, blob);
+        }
+    }
+
+    #[test]
+    fn bytes_do_not_depend_on_write_sizes() {
+        let data: Vec<u8> = (0..700_000u32).flat_map(|i| (i / 3 % 251).to_le_bytes()).collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let blob = |step: usize| {
+                let mut w = LayerBlobWriter::new(Vec::new(), c, None).unwrap();
+                for piece in data.chunks(step) {
+                    w.write_all(piece).unwrap();
+                    w.flush().unwrap();
+                }
+                w.finish().unwrap()
+            };
+            let (first, info) = blob(1 << 20);
+            for step in [1, 7, 512, 4096, 65535, 65536, 65537, 300_000] {
+                let (b, i) = blob(step);
+                assert_eq!(i, info, "{c:?} step {step}");
+                assert_eq!(b, first, "{c:?} step {step}");
+            }
         }
     }
 
