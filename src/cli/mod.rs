@@ -30,8 +30,8 @@ pub struct Cli {
     /// /var/lib/rbuild for root).
     #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Log more: -v for debug, -vv for trace (or set RUST_LOG).
-    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    /// Log more: -D for debug, -DD for trace (or set RUST_LOG).
+    #[arg(short = 'D', long = "debug", visible_alias = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -88,7 +88,7 @@ fn with_implicit_build(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStr
         let a = argv[i].to_string_lossy().into_owned();
         match a.as_str() {
             "--root" => i += 2,
-            s if s.starts_with("--root=") || s == "-v" || s == "-vv" || s == "--verbose" => i += 1,
+            s if s.starts_with("--root=") || s == "-D" || s == "-DD" || s == "--debug" || s == "--verbose" => i += 1,
             "-h" | "--help" | "-V" | "--version" => return argv,
             s if SUBCOMMANDS.contains(&s) => return argv,
             _ => {

@@ -1,4 +1,7 @@
-//! `rbuild prune`: remove the blobs no tag reaches.
+//! `rbuild prune`: remove the blobs no tag reaches, unused snapshots, and (with `--cache`)
+//! build cache entries.
+
+use std::collections::HashSet;
 
 /// Flags of `rbuild prune`.
 #[derive(clap::Args, Debug)]
@@ -9,11 +12,56 @@ pub struct Args {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Trim the build cache first (all of it, unless --keep-storage or --filter limit it).
+    #[arg(long)]
+    pub cache: bool,
+    /// With --cache: keep the most recently used cache entries up to this size (e.g. 10GB).
+    #[arg(long, value_name = "SIZE", requires = "cache")]
+    pub keep_storage: Option<String>,
+    /// With --cache: `until=DURATION` (e.g. until=24h) removes only entries unused for longer.
+    #[arg(long, value_name = "FILTER", requires = "cache")]
+    pub filter: Vec<String>,
 }
 
 /// Run `rbuild prune`.
 pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     let store = g.store()?;
+    if args.cache && !args.dry_run {
+        let keep = match &args.keep_storage {
+            Some(s) => Some(
+                rbuild_builder::build::cache::parse_size(s)
+                    .ok_or_else(|| anyhow::anyhow!("--keep-storage {s:?}: expected a size like 512MB or 10GB"))?,
+            ),
+            None => None,
+        };
+        let mut until = None;
+        for f in &args.filter {
+            let d = f
+                .strip_prefix("until=")
+                .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: only until=DURATION is supported"))?;
+            until = Some(
+                rbuild_builder::build::cache::parse_duration(d)
+                    .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: expected a duration like 24h or 90m"))?,
+            );
+        }
+        let r = rbuild_builder::build::cache::prune(&store, keep, until)?;
+        println!("Build cache: {} entries removed, {} kept", r.records_removed, r.records_kept);
+    }
+    if !args.dry_run {
+        // Snapshots of tagged images stay (with their ancestors); the rest is extracted again when needed.
+        let mut keep = HashSet::new();
+        for (reference, _) in store.list_tags()? {
+            if let Ok(image) = store.resolve(&reference.to_string()) {
+                if let Some(top) = rbuild_builder::snapshot::chain_ids(&image.config.rootfs.diff_ids).last() {
+                    keep.insert(top.to_string());
+                }
+            }
+        }
+        let snaps = rbuild_builder::snapshot::prune(store.root(), &keep)?;
+        if !snaps.removed.is_empty() {
+            println!("Removed {} unused snapshots", snaps.removed.len());
+        }
+    }
     let mut opts = rbuild_image::store::GcOptions { dry_run: args.dry_run, ignore_roots: args.all, no_wait: true };
     let mut report = store.gc_with(opts)?;
     if report.deferred {

@@ -1,10 +1,120 @@
-//! `rbuild run` (not built yet).
+//! `rbuild run`: run a command in a new container from an image in the local store, like
+//! `docker run`. Flags become a validated [`ContainerOptions`]; rbuild-builder does the rest.
+
+use rbuild_builder::run::{ContainerOptions, Volume, run_container};
+use rbuild_builder::sandbox::{Network, Sandbox};
+use std::path::PathBuf;
 
 /// Flags of `rbuild run`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Remove the container (its record and writable layer) when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep stdin open and pass it to the container.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to take this process's value).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines; # comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind a host path or a named volume: HOST_PATH:CTR_PATH[:ro] or NAME:CTR_PATH[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volume: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: name, uid, name:group or uid:gid.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Network: host (default) or none.
+    #[arg(long, default_value = "host", value_parser = ["host", "none"])]
+    pub network: String,
+    /// Override the image's ENTRYPOINT (and drop its CMD); "" clears it.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// A unique name for the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The container's hostname (default: the first 12 characters of its ID).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// The image: name[:tag], a digest or an image ID (prefix).
+    pub image: String,
+    /// The command and its arguments (replace the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
 
-/// Run `rbuild run`.
-pub fn run(_args: Args, _g: &super::global::Global) -> anyhow::Result<i32> {
-    anyhow::bail!("rbuild run is not built yet")
+fn env_entry(s: &str, from: &str) -> anyhow::Result<Option<String>> {
+    let s = s.trim_end_matches(['\r', '\n']);
+    if s.trim().is_empty() || s.trim_start().starts_with('#') {
+        return Ok(None);
+    }
+    match s.split_once('=') {
+        Some(("", _)) => anyhow::bail!("{from}: {s:?}: a variable needs a name"),
+        Some(_) => Ok(Some(s.to_string())),
+        // KEY alone: this process's value, or nothing when unset (like docker).
+        None => Ok(std::env::var(s.trim()).ok().map(|v| format!("{}={v}", s.trim()))),
+    }
+}
+
+/// Turn the flags into container options.
+pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
+    let mut env = Vec::new();
+    for f in &args.env_file {
+        let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("--env-file {}: {e}", f.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            env.extend(env_entry(line, &format!("{}:{}", f.display(), n + 1))?);
+        }
+    }
+    for e in &args.env {
+        env.extend(env_entry(e, "-e")?);
+    }
+    let volumes = args.volume.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    Ok(ContainerOptions {
+        image: args.image.clone(),
+        cmd: args.cmd.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        network: if args.network == "none" { Network::None } else { Network::Host },
+        name: args.name.clone(),
+        hostname: args.hostname.clone(),
+        volumes,
+        rm: args.rm,
+        stdin: args.interactive,
+        tty: args.tty,
+    })
+}
+
+/// Run `rbuild run`: the container's exit code becomes ours.
+pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
+    let opts = options(&args)?;
+    if opts.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) && opts.stdin {
+        anyhow::bail!("the input device is not a TTY (drop -t, or run from a terminal)");
+    }
+    let store = g.store()?;
+    let sandbox = Sandbox::new(&g.root)?;
+    Ok(run_container(&store, &opts, &sandbox)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lines() {
+        assert_eq!(env_entry("A=1", "x").unwrap(), Some("A=1".into()));
+        assert_eq!(env_entry("# c", "x").unwrap(), None);
+        assert_eq!(env_entry("", "x").unwrap(), None);
+        assert!(env_entry("=1", "x").is_err());
+        assert_eq!(env_entry("RBUILD_SURELY_UNSET_VAR", "x").unwrap(), None);
+    }
 }

@@ -1,0 +1,195 @@
+//! The build context: a directory (or a tar read from stdin, extracted to a temp
+//! directory), filtered by `.dockerignore`, and the content hashing of what a COPY reads,
+//! with a persistent stat cache so unchanged files are not read again.
+
+use super::error::{BuildError, BuildResult};
+use rbuild_frontend::dockerignore::Matcher;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// The build context.
+pub struct Context {
+    root: PathBuf,
+    ignore: Option<Matcher>,
+    _tmp: Option<tempfile::TempDir>,
+    entries: OnceLock<Result<BTreeMap<String, PathBuf>, String>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("root", &self.root).finish()
+    }
+}
+
+impl Context {
+    /// A context directory, with the ignore file found for `dockerfile` (or given text).
+    pub fn from_dir(dir: &Path, ignore_text: Option<String>) -> BuildResult<Context> {
+        let root = dir.canonicalize().map_err(|e| BuildError::Context(format!("{}: {e}", dir.display())))?;
+        if !root.is_dir() {
+            return Err(BuildError::Context(format!("{} is not a directory", dir.display())));
+        }
+        let ignore = match ignore_text {
+            Some(t) => Some(Matcher::parse(&t).map_err(|e| BuildError::Context(format!(".dockerignore: {e}")))?),
+            None => None,
+        };
+        Ok(Context { root, ignore, _tmp: None, entries: OnceLock::new() })
+    }
+
+    /// A context sent as a tar (plain, gzip or zstd) on `input`: extracted into a temp
+    /// directory under `tmp_parent`. Its own `.dockerignore` applies.
+    pub fn from_tar(input: impl Read + Send + 'static, tmp_parent: &Path) -> BuildResult<Context> {
+        std::fs::create_dir_all(tmp_parent).map_err(BuildError::io(tmp_parent))?;
+        let tmp =
+            tempfile::Builder::new().prefix("context-").tempdir_in(tmp_parent).map_err(BuildError::io(tmp_parent))?;
+        let opts = rbuild_image::layer::ApplyOptions { privileged: false, ..Default::default() };
+        rbuild_image::layer::apply_layer(input, tmp.path(), &opts)
+            .map_err(|e| BuildError::Context(format!("reading the context tar from stdin: {e}")))?;
+        let ignore_text = std::fs::read_to_string(tmp.path().join(".dockerignore")).ok();
+        let mut c = Context::from_dir(tmp.path(), ignore_text)?;
+        c._tmp = Some(tmp);
+        Ok(c)
+    }
+
+    /// The context directory on disk.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Is `rel` (relative, `/`-separated) excluded by `.dockerignore`?
+    pub fn is_ignored(&self, rel: &str) -> bool {
+        self.ignore.as_ref().is_some_and(|m| !rel.is_empty() && m.matches(rel))
+    }
+
+    /// Every path of the context that `.dockerignore` keeps (directories included; the
+    /// root is `""`), with its host path. Walked once per build.
+    pub fn entries(&self) -> BuildResult<&BTreeMap<String, PathBuf>> {
+        let r = self.entries.get_or_init(|| self.walk().map_err(|e| e.to_string()));
+        r.as_ref().map_err(|e| BuildError::Context(e.clone()))
+    }
+
+    fn walk(&self) -> BuildResult<BTreeMap<String, PathBuf>> {
+        let mut out = BTreeMap::new();
+        out.insert(String::new(), self.root.clone());
+        let root = self.root.clone();
+        let ignore = self.ignore.clone();
+        let it =
+            walkdir::WalkDir::new(&root).follow_links(false).min_depth(1).sort_by_file_name().into_iter().filter_entry(
+                |e| {
+                    let Some(m) = &ignore else { return true };
+                    let Ok(rel) = e.path().strip_prefix(&root) else { return true };
+                    let rel = rel.to_string_lossy();
+                    !(e.file_type().is_dir() && m.matches(&rel) && !m.may_contain_included(&rel))
+                },
+            );
+        for ent in it {
+            let ent = ent.map_err(|e| BuildError::Context(format!("walking {}: {e}", root.display())))?;
+            let rel = ent.path().strip_prefix(&root).expect("under root");
+            let Some(rel) = rel.to_str() else {
+                return Err(BuildError::Context(format!("{}: file name is not UTF-8", ent.path().display())));
+            };
+            if self.is_ignored(rel) {
+                continue;
+            }
+            out.insert(rel.to_string(), ent.into_path());
+        }
+        Ok(out)
+    }
+}
+
+/// What the stat cache knows a file by: if none of these changed, neither did the content.
+type StatKey = (u64, u64, u64, i64, i64);
+
+/// Content digests by (device, inode, size, mtime ns, ctime ns), kept in
+/// `<root>/cache/statcache.bin` across builds.
+pub struct StatCache {
+    path: PathBuf,
+    map: Mutex<HashMap<StatKey, [u8; 32]>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+const STAT_MAGIC: &[u8; 8] = b"RBSTAT01";
+const STAT_RECORD: usize = 8 * 5 + 32;
+const STAT_MAX: usize = 2_000_000;
+
+impl StatCache {
+    /// Load the cache file (empty when missing or unreadable).
+    pub fn load(path: &Path) -> StatCache {
+        let mut map = HashMap::new();
+        if let Ok(bytes) = std::fs::read(path) {
+            if bytes.len() >= 8 && &bytes[..8] == STAT_MAGIC && (bytes.len() - 8) % STAT_RECORD == 0 {
+                for rec in bytes[8..].chunks_exact(STAT_RECORD) {
+                    let n = |i: usize| u64::from_le_bytes(rec[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                    let mut d = [0u8; 32];
+                    d.copy_from_slice(&rec[40..72]);
+                    map.insert((n(0), n(1), n(2), n(3) as i64, n(4) as i64), d);
+                }
+            }
+        }
+        StatCache { path: path.to_path_buf(), map: Mutex::new(map), dirty: Default::default() }
+    }
+
+    /// The blake3 digest of the regular file at `path` (whose metadata is `md`).
+    pub fn digest(&self, path: &Path, md: &std::fs::Metadata) -> BuildResult<[u8; 32]> {
+        let key: StatKey = (
+            md.dev(),
+            md.ino(),
+            md.size(),
+            md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        );
+        if let Some(d) = self.map.lock().expect("lock").get(&key) {
+            return Ok(*d);
+        }
+        let mut f = std::fs::File::open(path).map_err(BuildError::io(path))?;
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf).map_err(BuildError::io(path))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let d = *h.finalize().as_bytes();
+        // A file changed within the last seconds may change again without its mtime moving
+        // (coarse timestamps): don't remember it (git's "racy" rule).
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        if md.mtime() < now - 2 && md.ctime() < now - 2 {
+            self.map.lock().expect("lock").insert(key, d);
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(d)
+    }
+
+    /// Write the cache back (atomically) when it changed.
+    pub fn save(&self) -> BuildResult<()> {
+        if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let map = self.map.lock().expect("lock");
+        let mut bytes = Vec::with_capacity(8 + map.len().min(STAT_MAX) * STAT_RECORD);
+        bytes.extend_from_slice(STAT_MAGIC);
+        for (k, d) in map.iter().take(STAT_MAX) {
+            for v in [k.0, k.1, k.2, k.3 as u64, k.4 as u64] {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            bytes.extend_from_slice(d);
+        }
+        write_atomic(&self.path, &bytes)
+    }
+}
+
+/// Write `bytes` to `path` through a temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> BuildResult<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(BuildError::io(dir))?;
+    tmp.write_all(bytes).map_err(BuildError::io(path))?;
+    tmp.as_file().sync_all().map_err(BuildError::io(path))?;
+    tmp.persist(path).map_err(|e| BuildError::Io { path: path.to_path_buf(), source: e.error })?;
+    Ok(())
+}

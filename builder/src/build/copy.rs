@@ -1,0 +1,334 @@
+//! COPY and ADD: which source paths a step reads (wildcards, directories' contents,
+//! `--exclude`, `--parents`), the content hash of that selection (its cache input), and
+//! the layer changes that put them at their destination with Docker's rules (trailing
+//! slash, an existing directory as destination, created parents, `--chown`, `--chmod`).
+//! The layer is written straight from the source files: nothing is staged.
+
+use super::context::StatCache;
+use super::error::{BuildError, BuildResult};
+use super::glob;
+use super::view::{self, View};
+use rbuild_frontend::dockerignore::Matcher;
+use rbuild_image::layer::{AddEntry, Change, DirEntry, MetaOverride};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// Files a COPY can read: relative path (`""` is the root) -> host path, directories
+/// included.
+pub type Tree = BTreeMap<String, PathBuf>;
+
+/// One source of a COPY after wildcard expansion.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// Its path in the source tree (`""` for the root).
+    pub rel: String,
+    /// Whether it is a directory (its contents are copied, not itself).
+    pub is_dir: bool,
+    /// For a directory: every path under it (relative to the tree), excludes applied.
+    pub under: Vec<String>,
+}
+
+/// Paths of `tree` strictly under `dir`.
+pub fn descendants<'t>(tree: &'t Tree, dir: &str) -> impl Iterator<Item = &'t String> + 't {
+    let (lo, hi) = if dir.is_empty() { (String::new(), None) } else { (format!("{dir}/"), Some(format!("{dir}0"))) };
+    let lo2 = lo.clone();
+    tree.range(lo..)
+        .take_while(move |(k, _)| hi.as_ref().is_none_or(|h| k.as_str() < h.as_str()))
+        .map(|(k, _)| k)
+        .filter(move |k| !k.is_empty() && k.starts_with(&lo2))
+}
+
+/// Why a source is missing, for the error message.
+pub type MissingHint<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Expand the sources of a COPY against `tree`.
+pub fn select(
+    tree: &Tree,
+    sources: &[String],
+    exclude: &[String],
+    what: &str,
+    hint: MissingHint,
+) -> BuildResult<Vec<Selected>> {
+    let excl = if exclude.is_empty() {
+        None
+    } else {
+        Some(Matcher::parse(&exclude.join("\n")).map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?)
+    };
+    let excluded = |rel: &str| excl.as_ref().is_some_and(|m| !rel.is_empty() && m.matches(rel));
+    let mut out = Vec::new();
+    for src in sources {
+        let pat = view::clean(src);
+        let matched: Vec<String> = if glob::has_meta(&pat) {
+            let depth = pat.split('/').count();
+            tree.keys()
+                .filter(|k| !k.is_empty() && k.split('/').count() == depth && glob::matches(&pat, k))
+                .cloned()
+                .collect()
+        } else if tree.contains_key(&pat) {
+            vec![pat.clone()]
+        } else {
+            Vec::new()
+        };
+        let matched: Vec<String> = matched.into_iter().filter(|m| !excluded(m)).collect();
+        if matched.is_empty() {
+            let why = hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default();
+            if glob::has_meta(&pat) {
+                return Err(BuildError::Invalid(format!(
+                    "no source files were specified: {src:?} matches nothing in {what}{why}"
+                )));
+            }
+            return Err(BuildError::Invalid(format!("{src:?} not found in {what}{why}")));
+        }
+        for rel in matched {
+            let host = &tree[&rel];
+            let md = std::fs::symlink_metadata(host).map_err(BuildError::io(host))?;
+            if md.is_dir() {
+                let under: Vec<String> = descendants(tree, &rel).filter(|d| !excluded(d)).cloned().collect();
+                out.push(Selected { rel, is_dir: true, under });
+            } else {
+                out.push(Selected { rel, is_dir: false, under: Vec::new() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The content hash of a selection: every path with its type, mode, owner, size, link
+/// target and content digest (never mtimes), in order.
+pub fn hash_selection(tree: &Tree, sel: &[Selected], stat: &StatCache, keep_owner: bool) -> BuildResult<String> {
+    let mut h = blake3::Hasher::new();
+    let one = |h: &mut blake3::Hasher, rel: &str| -> BuildResult<()> {
+        let host = &tree[rel];
+        let md = std::fs::symlink_metadata(host).map_err(BuildError::io(host))?;
+        h.update(rel.as_bytes());
+        h.update(&[0]);
+        h.update(&md.mode().to_le_bytes());
+        if keep_owner {
+            h.update(&md.uid().to_le_bytes());
+            h.update(&md.gid().to_le_bytes());
+        }
+        if md.file_type().is_symlink() {
+            let t = std::fs::read_link(host).map_err(BuildError::io(host))?;
+            h.update(t.as_os_str().as_encoded_bytes());
+        } else if md.is_file() {
+            h.update(&md.size().to_le_bytes());
+            h.update(&stat.digest(host, &md)?);
+        }
+        h.update(&[1]);
+        Ok(())
+    };
+    for s in sel {
+        h.update(b"src:");
+        one(&mut h, &s.rel)?;
+        for d in &s.under {
+            one(&mut h, d)?;
+        }
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// How the COPY writes what it selected.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// Absolute destination; ends with `/` when it must be a directory.
+    pub dest: String,
+    /// Several sources or a trailing slash.
+    pub dest_is_dir: bool,
+    /// `--parents`: keep the source paths under the destination.
+    pub parents: bool,
+    /// Owner for everything copied and for created directories (`--chown`); `None` keeps
+    /// the source's owner (`COPY --from`) or root (the context).
+    pub owner: Option<(u32, u32)>,
+    /// Owner of context files without `--chown` (root).
+    pub default_owner: Option<(u32, u32)>,
+    /// `--chmod` (octal) for files and directories copied.
+    pub mode: Option<u32>,
+    /// Mode for regular files only (ADD of a URL: 0600).
+    pub file_mode: Option<u32>,
+}
+
+/// The layer changes that put `sel` where `p` says, looking at the parent image through
+/// `view` (None: assume the destination's parents do not exist, as `--link` does).
+pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -> BuildResult<Vec<Change>> {
+    let dest_clean = view::clean(&p.dest);
+    // Where the destination really is, symlinks in the parent image followed.
+    let (dest_real, dest_meta) = match view {
+        Some(v) => v.resolve(&dest_clean, true),
+        None => (dest_clean.clone(), None),
+    };
+    let dest_is_dir = p.dest_is_dir || dest_clean.is_empty() || dest_meta.as_ref().is_some_and(|m| m.is_dir());
+    let owner = p.owner.or(p.default_owner);
+    let meta_for = |is_file: bool| MetaOverride {
+        uid: owner.map(|o| o.0),
+        gid: owner.map(|o| o.1),
+        mode: if is_file { p.file_mode.or(p.mode) } else { p.mode },
+    };
+    let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+    let mut dirs_needed: Vec<String> = Vec::new();
+    let join = |a: &str, b: &str| -> String {
+        match (a.is_empty(), b.is_empty()) {
+            (true, _) => b.to_string(),
+            (_, true) => a.to_string(),
+            _ => format!("{a}/{b}"),
+        }
+    };
+    let strip = |d: &str, base: &str| -> String {
+        if base.is_empty() { d.to_string() } else { d[base.len() + 1..].to_string() }
+    };
+    for s in sel {
+        let base_name = s.rel.rsplit('/').next().unwrap_or("").to_string();
+        if s.is_dir {
+            let target = if p.parents { join(&dest_real, &s.rel) } else { dest_real.clone() };
+            if !target.is_empty() {
+                dirs_needed.push(target.clone());
+            }
+            for d in &s.under {
+                let rel = strip(d, &s.rel);
+                let path = join(&target, &rel);
+                let host = tree[d].clone();
+                let is_file = !std::fs::symlink_metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
+                changes.insert(path.clone(), Change::Add(AddEntry { path, source: host, meta: meta_for(is_file) }));
+            }
+        } else {
+            let path = if p.parents {
+                join(&dest_real, &s.rel)
+            } else if dest_is_dir {
+                join(&dest_real, &base_name)
+            } else {
+                dest_real.clone()
+            };
+            if path.is_empty() {
+                return Err(BuildError::Invalid("cannot copy a file over the root directory".into()));
+            }
+            if let Some(parent) = path.rfind('/').map(|i| path[..i].to_string()) {
+                dirs_needed.push(parent);
+            }
+            let host = tree[&s.rel].clone();
+            changes.insert(path.clone(), Change::Add(AddEntry { path, source: host, meta: meta_for(true) }));
+        }
+    }
+    // Create the destination directories and their parents that the image lacks, owned
+    // by the --chown user, as Docker does.
+    let (uid, gid) = p.owner.unwrap_or((0, 0));
+    for d in dirs_needed {
+        let mut cur = String::new();
+        for comp in d.split('/') {
+            cur = join(&cur, comp);
+            if changes.contains_key(&cur) {
+                continue;
+            }
+            let exists = match view {
+                Some(v) => v.resolve(&cur, true).1.is_some_and(|m| m.is_dir()),
+                None => false,
+            };
+            if !exists {
+                changes.insert(
+                    cur.clone(),
+                    Change::Dir(DirEntry { path: cur.clone(), mode: 0o755, uid, gid, mtime: None }),
+                );
+            }
+        }
+    }
+    Ok(changes.into_values().collect())
+}
+
+/// Parse `--chmod`: octal only (symbolic modes are refused with a clear message).
+pub fn parse_chmod(s: &str) -> BuildResult<u32> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| BuildError::Invalid(format!("--chmod={s}: only octal modes (like 755) are supported")))
+}
+
+/// Is the file at `path` an archive ADD extracts (tar, possibly gzip/zstd compressed)?
+pub fn is_archive(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else { return false };
+    let mut head = vec![0u8; 512];
+    let mut r = f.take(512);
+    let n = r.read(&mut head).unwrap_or(0);
+    head.truncate(n);
+    match rbuild_image::Compression::sniff(&head) {
+        rbuild_image::Compression::Gzip | rbuild_image::Compression::Zstd => {
+            // Compressed: look at the tar header inside.
+            let Ok(f) = std::fs::File::open(path) else { return false };
+            let Ok((_, mut inner)) = rbuild_image::layer::decompress(f) else { return false };
+            let mut h = vec![0u8; 512];
+            let mut got = 0;
+            while got < 512 {
+                match inner.read(&mut h[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => got += k,
+                }
+            }
+            got == 512 && &h[257..262] == b"ustar"
+        }
+        _ => n == 512 && &head[257..262] == b"ustar",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_of(dir: &std::path::Path) -> Tree {
+        let mut t = Tree::new();
+        t.insert(String::new(), dir.to_path_buf());
+        for e in walkdir::WalkDir::new(dir).min_depth(1) {
+            let e = e.unwrap();
+            t.insert(e.path().strip_prefix(dir).unwrap().to_str().unwrap().to_string(), e.path().to_path_buf());
+        }
+        t
+    }
+
+    fn paths(ch: &[Change]) -> Vec<String> {
+        ch.iter()
+            .map(|c| match c {
+                Change::Add(a) => a.path.clone(),
+                Change::Dir(d) => format!("{}/", d.path),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docker_copy_rules() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/sub")).unwrap();
+        std::fs::write(d.path().join("src/a.txt"), "a").unwrap();
+        std::fs::write(d.path().join("src/sub/b.txt"), "b").unwrap();
+        std::fs::write(d.path().join("top.txt"), "t").unwrap();
+        let t = tree_of(d.path());
+        let none = |_: &str| None;
+        // A directory's contents, not the directory.
+        let sel = select(&t, &["src".into()], &[], "ctx", &none).unwrap();
+        let ch =
+            plan(&t, &sel, &Placement { dest: "/app/".into(), dest_is_dir: true, ..Default::default() }, None).unwrap();
+        assert_eq!(paths(&ch), ["app/", "app/a.txt", "app/sub", "app/sub/b.txt"]);
+        // A file to a path without slash: that path.
+        let sel = select(&t, &["top.txt".into()], &[], "ctx", &none).unwrap();
+        let ch = plan(&t, &sel, &Placement { dest: "/x/y".into(), ..Default::default() }, None).unwrap();
+        assert_eq!(paths(&ch), ["x/", "x/y"]);
+        // Wildcards match one level.
+        let sel = select(&t, &["src/*.txt".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(sel.len(), 1);
+        // --exclude.
+        let sel = select(&t, &["src".into()], &["**/b.txt".into()], "ctx", &none).unwrap();
+        assert_eq!(sel[0].under, ["src/a.txt", "src/sub"]);
+        // --parents.
+        let sel = select(&t, &["src/sub/b.txt".into()], &[], "ctx", &none).unwrap();
+        let ch = plan(
+            &t,
+            &sel,
+            &Placement { dest: "/p/".into(), dest_is_dir: true, parents: true, ..Default::default() },
+            None,
+        )
+        .unwrap();
+        assert_eq!(paths(&ch), ["p/", "p/src/", "p/src/sub/", "p/src/sub/b.txt"]);
+        // Missing source names the path.
+        let e = select(&t, &["nope".into()], &[], "the build context", &|_| Some("excluded by .dockerignore".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("\"nope\" not found in the build context (excluded by .dockerignore)"), "{e}");
+    }
+}

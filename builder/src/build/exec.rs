@@ -1,0 +1,386 @@
+//! RUN: the parent's layers unpacked as snapshots (once per chain ID), a writable snapshot
+//! on top, the command in the sandbox with its mounts, and what it changed written as
+//! the step's layer.
+
+use super::cache::LayerRecord;
+use super::error::{BuildError, BuildResult};
+use super::solver::{Builder, State, state_of_image};
+use crate::sandbox::{
+    BindSource, CacheSharing, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox, SecretSource, Stream,
+};
+use crate::snapshot::{self, DiffSource, Snapshotter, WhiteoutStyle};
+use rbuild_frontend::graph::{ExecOp, MountType, NetworkMode, Sharing, SourceRef, Step};
+use rbuild_image::layer::{ApplyOptions, Change, OverlayXattr, WhiteoutMode};
+use std::sync::Arc;
+
+impl Builder<'_> {
+    fn snapshotter(&self) -> BuildResult<&dyn Snapshotter> {
+        let s = self.snapshotter.get_or_init(|| snapshot::open(self.store.root()).map_err(|e| e.to_string()));
+        s.as_ref().map(|b| b.as_ref()).map_err(|e| BuildError::Invalid(format!("snapshots: {e}")))
+    }
+
+    /// Unpack a state's layers as committed snapshots; the top chain ID.
+    fn unpack(&self, st: &State) -> BuildResult<Option<String>> {
+        for l in &st.layers {
+            self.ensure_local(l)?;
+        }
+        let sn = self.snapshotter()?;
+        let diff_ids: Vec<_> = st.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let rootless = !nix::unistd::geteuid().is_root();
+        let store = &self.store;
+        let layers = &st.layers;
+        let top = snapshot::unpack(sn, &diff_ids, &mut |i, dir, style| {
+            let whiteouts = match style {
+                WhiteoutStyle::Overlay => {
+                    WhiteoutMode::Overlay { xattr: if rootless { OverlayXattr::User } else { OverlayXattr::Trusted } }
+                }
+                WhiteoutStyle::Delete => WhiteoutMode::Apply,
+            };
+            let f = store.open_blob(&layers[i].desc.digest)?;
+            rbuild_image::layer::apply_layer(f, dir, &ApplyOptions { whiteouts, ..Default::default() })?;
+            Ok(())
+        })?;
+        Ok(top)
+    }
+
+    pub(crate) fn exec_step(
+        &self,
+        e: &ExecOp,
+        parent: &State,
+        n: u32,
+        _step: &Step,
+    ) -> BuildResult<Option<LayerRecord>> {
+        let parent_chain = self.unpack(parent)?;
+        let sn = self.snapshotter()?;
+        let key = format!("build-{}-{}", std::process::id(), snapshot::unique());
+        let rootfs = sn.prepare(&key, parent_chain.as_deref())?;
+        let result = self.exec_in(e, parent, n, rootfs, &key);
+        match result {
+            Ok(Some((changes, diff_ids))) => {
+                let rec = self.write_layer(changes);
+                match &rec {
+                    Ok(Some(l)) => {
+                        let mut ids = diff_ids;
+                        ids.push(l.diff_id.clone());
+                        let chain = snapshot::chain_ids(&ids).pop().expect("one layer at least");
+                        if sn.commit(&chain.to_string(), &key).is_err() {
+                            let _ = sn.remove(&key);
+                        }
+                    }
+                    _ => {
+                        let _ = sn.remove(&key);
+                    }
+                }
+                rec
+            }
+            Ok(None) => {
+                let _ = sn.remove(&key);
+                Ok(None)
+            }
+            Err(err) => {
+                let _ = sn.remove(&key);
+                Err(err)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn exec_in(
+        &self,
+        e: &ExecOp,
+        parent: &State,
+        n: u32,
+        rootfs: Vec<snapshot::Mount>,
+        key: &str,
+    ) -> BuildResult<Option<(Vec<Change>, Vec<rbuild_image::Digest>)>> {
+        let mut env = e.env.clone();
+        for (k, v) in &self.graph.proxy_env {
+            env.push(format!("{k}={v}"));
+        }
+        let mut mounts = Vec::new();
+        for m in &e.mounts {
+            let readonly = m.readonly;
+            match m.kind {
+                MountType::Bind => {
+                    let subpath = m.source.clone().unwrap_or_else(|| "/".into());
+                    let source = match &m.from {
+                        None | Some(SourceRef::Context) => BindSource::Host(self.ctx.root().to_path_buf()),
+                        Some(SourceRef::Stage { index, .. }) => {
+                            BindSource::Host(self.materialize(&self.stage_state(*index)?)?)
+                        }
+                        Some(SourceRef::Image { reference }) => {
+                            BindSource::Host(self.materialize(&state_of_image(&self.resolver.base(reference)?))?)
+                        }
+                    };
+                    mounts.push(MountSpec::Bind { source, subpath, target: m.target.clone(), readonly });
+                }
+                MountType::Cache => mounts.push(MountSpec::Cache {
+                    id: m.id.clone().unwrap_or_else(|| m.target.clone()),
+                    target: m.target.clone(),
+                    sharing: match m.sharing {
+                        Some(Sharing::Private) => CacheSharing::Private,
+                        Some(Sharing::Locked) => CacheSharing::Locked,
+                        _ => CacheSharing::Shared,
+                    },
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                    mode: m.mode.unwrap_or(0o755),
+                    readonly,
+                }),
+                MountType::Tmpfs => mounts.push(MountSpec::Tmpfs { target: m.target.clone(), size: m.size }),
+                MountType::Secret => {
+                    let id = m.id.clone().unwrap_or_default();
+                    if let Some(var) = &m.env {
+                        match self.req.secrets.get(&id) {
+                            Some(src) => {
+                                env.push(format!("{var}={}", String::from_utf8_lossy(&secret_bytes(&id, src)?)))
+                            }
+                            None if m.required => {
+                                return Err(BuildError::Invalid(format!(
+                                    "secret {id} is required but was not provided (--secret id={id},src=FILE)"
+                                )));
+                            }
+                            None => {}
+                        }
+                        if m.target.is_empty() {
+                            continue;
+                        }
+                    }
+                    mounts.push(MountSpec::Secret {
+                        id,
+                        target: (!m.target.is_empty()).then(|| m.target.clone()),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                        mode: m.mode.unwrap_or(0o400),
+                        required: m.required,
+                    });
+                }
+                MountType::Ssh => mounts.push(MountSpec::Ssh {
+                    id: m.id.clone().unwrap_or_else(|| "default".into()),
+                    target: (!m.target.is_empty()).then(|| m.target.clone()),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                    mode: m.mode.unwrap_or(0o600),
+                    required: m.required,
+                }),
+                MountType::Heredoc => {
+                    let dir = self.tmp.path().join(format!("heredoc-{}", snapshot::unique()));
+                    std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+                    for f in &e.heredocs {
+                        let p = dir.join(&f.name);
+                        std::fs::write(&p, &f.data).map_err(BuildError::io(&p))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode.unwrap_or(0o755)))
+                            .map_err(BuildError::io(&p))?;
+                    }
+                    mounts.push(MountSpec::Bind {
+                        source: BindSource::Host(dir),
+                        subpath: "/".into(),
+                        target: m.target.clone(),
+                        readonly: true,
+                    });
+                }
+            }
+        }
+        let network = match (e.network, self.req.network.as_deref()) {
+            (NetworkMode::None, _) | (_, Some("none")) => Network::None,
+            _ => Network::Host,
+        };
+        let mut secrets = std::collections::BTreeMap::new();
+        for (k, v) in &self.req.secrets {
+            secrets.insert(k.clone(), v.clone());
+        }
+        let spec = RunSpec {
+            rootfs,
+            args: e.args.clone(),
+            env,
+            cwd: e.cwd.clone(),
+            user: (!e.user.is_empty()).then(|| e.user.clone()),
+            hostname: None,
+            network,
+            mounts,
+            secrets,
+            ssh_agents: self.req.ssh.clone(),
+            extra_hosts: Vec::new(),
+            timeout: None,
+        };
+        let sandbox = Sandbox::new(self.store.root())?;
+        let sandbox = match &self.req.init_exe {
+            Some(p) => sandbox.with_init_exe(p.clone()),
+            None => sandbox,
+        };
+        let progress = self.progress.clone();
+        let mut io = RunIo::capture(move |_s: Stream, bytes: &[u8]| progress.output(n, bytes));
+        io.cancel = Some(Arc::clone(&self.cancel));
+        let outcome = sandbox.run(&spec, io)?;
+        if outcome.cancelled {
+            return Err(BuildError::Cancelled);
+        }
+        if let Some(err) = &outcome.exec_error {
+            return Err(BuildError::Step {
+                span: Default::default(),
+                instruction: String::new(),
+                message: format!("process {:?} could not be started: {err}", e.args.join(" ")),
+                tail: outcome.tail.clone(),
+            });
+        }
+        if outcome.code != 0 {
+            let how = match outcome.signal {
+                Some(s) => format!("killed by signal {s}"),
+                None => format!("exit code: {}", outcome.code),
+            };
+            return Err(BuildError::Step {
+                span: Default::default(),
+                instruction: String::new(),
+                message: format!("process {:?} did not complete successfully: {how}", e.args.join(" ")),
+                tail: outcome.tail.clone(),
+            });
+        }
+        let sn = self.snapshotter()?;
+        let changes = match sn.diff_source(key)? {
+            DiffSource::Upper { upper } => {
+                let all = rbuild_image::layer::changes_from_overlay_upper(&upper)?;
+                filter_mountpoints(all, &outcome.mountpoints, &outcome.created_parents)
+            }
+            DiffSource::Walk { lower, upper } => {
+                let all = walk_diff(lower.as_deref(), &upper)?;
+                filter_mountpoints(all, &outcome.mountpoints, &outcome.created_parents)
+            }
+        };
+        let changes = self.drop_untouched_dirs(changes, parent)?;
+        let diff_ids = parent.layers.iter().map(|l| l.diff_id.clone()).collect();
+        Ok(Some((changes, diff_ids)))
+    }
+
+    /// A directory copied up only because the sandbox put a mount point in it (`/etc` for
+    /// `/etc/hosts`) and otherwise unchanged stays out of the layer.
+    fn drop_untouched_dirs(&self, changes: Vec<Change>, parent: &State) -> BuildResult<Vec<Change>> {
+        use std::os::unix::fs::MetadataExt;
+        let paths: Vec<String> = changes.iter().map(path_of).collect();
+        let has_child =
+            |p: &str| paths.iter().any(|o| o.len() > p.len() && o.starts_with(p) && o.as_bytes()[p.len()] == b'/');
+        let opaque: Vec<String> = changes
+            .iter()
+            .filter_map(|c| if let Change::Opaque(p) = c { Some(super::view::clean(p)) } else { None })
+            .collect();
+        let mut view = None;
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            if let Change::Add(a) = &c {
+                let p = super::view::clean(&a.path);
+                if !has_child(&p) && !opaque.contains(&p) {
+                    if let Ok(md) = std::fs::symlink_metadata(&a.source) {
+                        if md.is_dir() {
+                            if view.is_none() {
+                                view = Some(self.view(parent)?);
+                            }
+                            let v = view.as_ref().expect("set");
+                            if let Some((_, m)) = v.lookup_raw(&p) {
+                                if m.is_dir() && m.mode == md.mode() & 0o7777 && m.uid == md.uid() && m.gid == md.gid()
+                                {
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+}
+
+fn secret_bytes(id: &str, s: &SecretSource) -> BuildResult<Vec<u8>> {
+    Ok(match s {
+        SecretSource::Bytes(b) => b.clone(),
+        SecretSource::File(p) => std::fs::read(p).map_err(BuildError::io(p))?,
+        SecretSource::Env(v) => std::env::var(v)
+            .map_err(|_| BuildError::Invalid(format!("secret {id}: environment variable {v} is not set")))?
+            .into_bytes(),
+    })
+}
+
+fn path_of(c: &Change) -> String {
+    let p = match c {
+        Change::Add(a) => &a.path,
+        Change::Dir(d) => &d.path,
+        Change::Whiteout(p) | Change::Opaque(p) => p,
+    };
+    super::view::clean(p)
+}
+
+/// Leave out what the sandbox made only to mount things on (and parents it created for
+/// them, unless the command put something else there).
+fn filter_mountpoints(all: Vec<Change>, mountpoints: &[String], created: &[String]) -> Vec<Change> {
+    let mps: Vec<String> = mountpoints.iter().map(|m| super::view::clean(m)).collect();
+    let under = |p: &str, m: &str| p == m || (p.starts_with(m) && p.as_bytes().get(m.len()) == Some(&b'/'));
+    let kept: Vec<Change> = all.into_iter().filter(|c| !mps.iter().any(|m| under(&path_of(c), m))).collect();
+    let created: Vec<String> = created.iter().map(|c| super::view::clean(c)).collect();
+    let mut out = Vec::new();
+    for c in &kept {
+        let p = path_of(c);
+        if created.contains(&p) && matches!(c, Change::Add(_)) {
+            let other = kept.iter().any(|o| {
+                let op = path_of(o);
+                op != p && under(&op, &p)
+            });
+            if !other {
+                continue;
+            }
+        }
+        out.push(c.clone());
+    }
+    out
+}
+
+/// The copy driver's diff: compare two whole trees (files by metadata and content).
+fn walk_diff(lower: Option<&std::path::Path>, upper: &std::path::Path) -> BuildResult<Vec<Change>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for ent in walkdir::WalkDir::new(upper).follow_links(false).min_depth(1).sort_by_file_name() {
+        let ent = ent.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", upper.display())))?;
+        let rel = ent.path().strip_prefix(upper).expect("under").to_string_lossy().into_owned();
+        seen.insert(rel.clone());
+        let md = ent.metadata().map_err(|e| BuildError::Invalid(e.to_string()))?;
+        let same = lower.and_then(|l| std::fs::symlink_metadata(l.join(&rel)).ok()).is_some_and(|lm| {
+            lm.mode() == md.mode()
+                && lm.uid() == md.uid()
+                && lm.gid() == md.gid()
+                && lm.size() == md.size()
+                && lm.mtime() == md.mtime()
+                && lm.mtime_nsec() == md.mtime_nsec()
+                && (!md.is_file() || lm.ino() == md.ino() || same_content(&lower.expect("some").join(&rel), ent.path()))
+                && (!md.file_type().is_symlink()
+                    || std::fs::read_link(ent.path()).ok() == std::fs::read_link(lower.expect("some").join(&rel)).ok())
+        });
+        if !same {
+            out.push(Change::Add(rbuild_image::layer::AddEntry {
+                path: rel,
+                source: ent.into_path(),
+                meta: Default::default(),
+            }));
+        }
+    }
+    if let Some(l) = lower {
+        for ent in walkdir::WalkDir::new(l).follow_links(false).min_depth(1) {
+            let ent = ent.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", l.display())))?;
+            let rel = ent.path().strip_prefix(l).expect("under").to_string_lossy().into_owned();
+            if !seen.contains(&rel) {
+                let parent_gone = rel.rfind('/').is_some_and(|i| !seen.contains(&rel[..i]));
+                if !parent_gone {
+                    out.push(Change::Whiteout(rel));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn same_content(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

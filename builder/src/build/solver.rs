@@ -1,0 +1,696 @@
+//! The solver: runs the stages of a [`BuildGraph`], independent stages on their own
+//! threads (a stage starts when the stages it reads from are done), identical steps once
+//! (same cache key => computed once, the other waits), each step looked up in the cache
+//! before it is executed.
+
+use super::BuildRequest;
+use super::cache::{Cache, LayerRecord, Record};
+use super::config;
+use super::context::{Context, StatCache};
+use super::copy::{self, Placement, Tree};
+use super::error::{BuildError, BuildResult};
+use super::progress::Progress;
+use super::resolver::{BaseImage, Resolver};
+use super::view::{self, Listing, View};
+use rbuild_frontend::BuildGraph;
+use rbuild_frontend::graph::{ConfigChange, CopyOp, Op, SourceOp, SourceRef, Stage, Step};
+use rbuild_image::config::{History, ImageConfig};
+use rbuild_image::layer::{Change, DirEntry, WriterOptions};
+use rbuild_image::{Descriptor, Digest, Reference, Store};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+/// One layer of an image being built.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    /// The blob (maybe not local yet: a base layer).
+    pub desc: Descriptor,
+    /// Its diffID.
+    pub diff_id: Digest,
+    /// Where to fetch it from when it is not local.
+    pub origin: Option<Reference>,
+}
+
+/// The image after a step.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The cache key of the step.
+    pub key: String,
+    /// Layers, base first.
+    pub layers: Vec<LayerRef>,
+    /// History, base first.
+    pub history: Vec<History>,
+    /// The base image's config (`None` for scratch).
+    pub base_config: Option<Arc<ImageConfig>>,
+}
+
+type Memo = Arc<OnceLock<Result<State, String>>>;
+type TreeCell = Arc<OnceLock<Result<PathBuf, String>>>;
+
+/// Everything a build shares between its stage threads.
+pub struct Builder<'a> {
+    pub(crate) req: &'a BuildRequest,
+    pub(crate) graph: &'a BuildGraph,
+    pub(crate) store: Store,
+    pub(crate) cache: Cache,
+    pub(crate) stat: StatCache,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) ctx: Context,
+    pub(crate) resolver: &'a Resolver,
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) cancel: Arc<AtomicBool>,
+    listings: Mutex<HashMap<Digest, Arc<Listing>>>,
+    trees: Mutex<HashMap<String, TreeCell>>,
+    steps: Mutex<HashMap<String, Memo>>,
+    stages: Mutex<HashMap<usize, Result<State, String>>>,
+    stages_cv: Condvar,
+    first_error: Mutex<Option<BuildError>>,
+    pub(crate) records_used: Mutex<Vec<(String, Record)>>,
+    pub(crate) snapshotter: OnceLock<Result<Box<dyn crate::snapshot::Snapshotter>, String>>,
+}
+
+/// A cache key: blake3 over its parts.
+pub fn key_of(parts: &[&[u8]]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"rbuild-cache-v1\0");
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+impl<'a> Builder<'a> {
+    /// A builder for one build.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        req: &'a BuildRequest,
+        graph: &'a BuildGraph,
+        store: &Store,
+        ctx: Context,
+        resolver: &'a Resolver,
+        progress: Arc<Progress>,
+        cancel: Arc<AtomicBool>,
+    ) -> BuildResult<Builder<'a>> {
+        let tmp_parent = store.root().join("tmp");
+        let tmp =
+            tempfile::Builder::new().prefix("build-").tempdir_in(&tmp_parent).map_err(BuildError::io(&tmp_parent))?;
+        Ok(Builder {
+            req,
+            graph,
+            store: store.clone(),
+            cache: Cache::open(store),
+            stat: StatCache::load(&store.root().join("cache").join("statcache.bin")),
+            progress,
+            ctx,
+            resolver,
+            tmp,
+            cancel,
+            listings: Mutex::new(HashMap::new()),
+            trees: Mutex::new(HashMap::new()),
+            steps: Mutex::new(HashMap::new()),
+            stages: Mutex::new(HashMap::new()),
+            stages_cv: Condvar::new(),
+            first_error: Mutex::new(None),
+            records_used: Mutex::new(Vec::new()),
+            snapshotter: OnceLock::new(),
+        })
+    }
+
+    /// Run every stage; the target stage's final state.
+    pub fn solve(&self) -> BuildResult<State> {
+        std::thread::scope(|s| {
+            for stage in &self.graph.stages {
+                s.spawn(move || {
+                    let r = self.run_stage(stage);
+                    let kept = match r {
+                        Ok(st) => Ok(st),
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let mut first = self.first_error.lock().expect("lock");
+                            if first.is_none() && !matches!(e, BuildError::Invalid(ref m) if m == DEP_FAILED) {
+                                *first = Some(e);
+                            }
+                            Err(msg)
+                        }
+                    };
+                    self.stages.lock().expect("lock").insert(stage.index, kept);
+                    self.stages_cv.notify_all();
+                });
+            }
+        });
+        if let Some(e) = self.first_error.lock().expect("lock").take() {
+            return Err(e);
+        }
+        let st = self.stages.lock().expect("lock").remove(&self.graph.target);
+        match st {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(BuildError::Invalid(e)),
+            None => Err(BuildError::Invalid(format!("target stage {} was not built", self.graph.target))),
+        }
+    }
+
+    /// Wait for stage `index` to finish.
+    pub(crate) fn stage_state(&self, index: usize) -> BuildResult<State> {
+        let mut g = self.stages.lock().expect("lock");
+        loop {
+            if let Some(r) = g.get(&index) {
+                return r.clone().map_err(|_| BuildError::Invalid(DEP_FAILED.into()));
+            }
+            g = self.stages_cv.wait(g).expect("lock");
+        }
+    }
+
+    fn label(&self, stage: &Stage, i: usize, desc: &str) -> String {
+        let n = stage.steps.len();
+        if self.graph.stages.len() > 1 {
+            let name = stage.name.clone().unwrap_or_else(|| format!("stage-{}", stage.index));
+            format!("[{name} {}/{n}] {desc}", i + 1)
+        } else {
+            format!("[{}/{n}] {desc}", i + 1)
+        }
+    }
+
+    fn run_stage(&self, stage: &Stage) -> BuildResult<State> {
+        for d in &stage.depends_on {
+            self.stage_state(*d)?;
+        }
+        let mut state: Option<State> = None;
+        for (i, step) in stage.steps.iter().enumerate() {
+            if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(BuildError::Cancelled);
+            }
+            let label = self.label(stage, i, &step.description);
+            let next = match (&step.op, &state) {
+                (Op::Source(src), _) => {
+                    self.source(src, &label).map_err(|e| e.at_step(step.span, &step.description))?
+                }
+                (_, Some(parent)) => self.step(stage, step, parent, &label)?,
+                (_, None) => return Err(BuildError::Invalid("a stage must start with its source".into())),
+            };
+            state = Some(next);
+        }
+        state.ok_or_else(|| BuildError::Invalid(format!("stage {} has no steps", stage.index)))
+    }
+
+    fn source(&self, src: &SourceOp, label: &str) -> BuildResult<State> {
+        match src {
+            SourceOp::Scratch => {
+                Ok(State { key: key_of(&[b"scratch"]), layers: Vec::new(), history: Vec::new(), base_config: None })
+            }
+            SourceOp::Stage { index, .. } => self.stage_state(*index),
+            SourceOp::Image { reference, .. } => {
+                let n = self.progress.start(&format!("[internal] load metadata for {reference}"));
+                let b = match self.resolver.base(reference) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.progress.error(n, &e.to_string());
+                        return Err(e);
+                    }
+                };
+                self.progress.done(n);
+                let n = self.progress.start(&format!("{label}@{}", b.manifest.digest()));
+                self.progress.done(n);
+                Ok(state_of_image(&b))
+            }
+        }
+    }
+
+    fn step(&self, stage: &Stage, step: &Step, parent: &State, label: &str) -> BuildResult<State> {
+        let at = |e: BuildError| e.at_step(step.span, &step.description);
+        let inputs = self.inputs(step, parent).map_err(at)?;
+        let epoch = self.req.source_date_epoch.map(|e| e.to_string()).unwrap_or_default();
+        let key = key_of(&[parent.key.as_bytes(), step.id.as_bytes(), inputs.as_bytes(), epoch.as_bytes()]);
+        let memo = self.steps.lock().expect("lock").entry(key.clone()).or_default().clone();
+        let mut failure: Option<BuildError> = None;
+        let r = memo.get_or_init(|| match self.step_uncached(stage, step, parent, label, &key) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let m = e.to_string();
+                failure = Some(e);
+                Err(m)
+            }
+        });
+        if let Some(e) = failure {
+            return Err(at(e));
+        }
+        r.clone().map_err(|m| at(BuildError::Invalid(m)))
+    }
+
+    fn no_cache_for(&self, stage: &Stage) -> bool {
+        self.req.no_cache
+            || stage.name.as_ref().is_some_and(|n| self.req.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(n)))
+            || self.req.no_cache_filter.iter().any(|f| f == &stage.index.to_string())
+    }
+
+    fn step_uncached(&self, stage: &Stage, step: &Step, parent: &State, label: &str, key: &str) -> BuildResult<State> {
+        let config_only = matches!(&step.op, Op::Config(c) if !matches!(c, ConfigChange::Workdir { .. }));
+        let n = if config_only { None } else { Some(self.progress.start(label)) };
+        let rec = if self.no_cache_for(stage) { None } else { self.cache.get(key) };
+        let rec = match rec {
+            Some(r) => {
+                if let Some(n) = n {
+                    self.progress.cached(n);
+                }
+                r
+            }
+            None => {
+                let made = match &step.op {
+                    Op::Config(c) => self.config_step(c, parent, n),
+                    Op::Copy(c) => self.copy_step(c, parent, n.unwrap_or(0)),
+                    Op::Exec(e) => self.exec_step(e, parent, n.unwrap_or(0), step),
+                    Op::Source(_) => unreachable!("handled by the stage"),
+                };
+                let layer = match made {
+                    Ok(l) => l,
+                    Err(e) => {
+                        if let Some(n) = n {
+                            self.progress.error(n, &e.to_string());
+                        }
+                        return Err(e);
+                    }
+                };
+                let created = config::now_or(self.req.source_date_epoch);
+                let created_by = created_by(step);
+                let rec = Record { history: config::history(created_by, &created, layer.is_none()), layer };
+                self.cache.put(key, &rec)?;
+                if let Some(n) = n {
+                    self.progress.done(n);
+                }
+                rec
+            }
+        };
+        self.records_used.lock().expect("lock").push((key.to_string(), rec.clone()));
+        let mut next = parent.clone();
+        next.key = key.to_string();
+        if let Some(l) = &rec.layer {
+            next.layers.push(LayerRef { desc: l.descriptor(), diff_id: l.diff_id.clone(), origin: None });
+        }
+        next.history.push(rec.history);
+        Ok(next)
+    }
+
+    /// What a step reads beyond its definition and its parent: the content of COPY
+    /// sources, the stages and images it copies from or mounts.
+    fn inputs(&self, step: &Step, _parent: &State) -> BuildResult<String> {
+        match &step.op {
+            Op::Copy(c) => match &c.from {
+                SourceRef::Context => {
+                    if c.add && c.sources.iter().any(|s| is_remote(s)) {
+                        // URLs and git repositories: the checksum when given, else fetched
+                        // content is hashed at execution (never cached without a checksum).
+                        return Ok(match &c.checksum {
+                            Some(sum) => format!("checksum:{sum}"),
+                            None => format!("remote:{}", uuid_like()),
+                        });
+                    }
+                    let tree = self.ctx.entries()?;
+                    let sel =
+                        copy::select(tree, &c.sources, &c.exclude, "the build context", &|p| self.missing_hint(p))?;
+                    copy::hash_selection(tree, &sel, &self.stat, false)
+                }
+                SourceRef::Stage { index, .. } => Ok(self.stage_state(*index)?.key),
+                SourceRef::Image { reference } => Ok(self.resolver.base(reference)?.manifest.digest().to_string()),
+            },
+            Op::Exec(e) => {
+                let mut parts = String::new();
+                for m in &e.mounts {
+                    match &m.from {
+                        Some(SourceRef::Context) if m.kind == rbuild_frontend::graph::MountType::Bind => {
+                            let tree = self.ctx.entries()?;
+                            let src = view::clean(m.source.as_deref().unwrap_or(""));
+                            let sel = copy::select(
+                                tree,
+                                &[if src.is_empty() { ".".into() } else { src }],
+                                &[],
+                                "the build context",
+                                &|p| self.missing_hint(p),
+                            )?;
+                            parts.push_str(&copy::hash_selection(tree, &sel, &self.stat, false)?);
+                        }
+                        Some(SourceRef::Stage { index, .. }) => parts.push_str(&self.stage_state(*index)?.key),
+                        Some(SourceRef::Image { reference }) => {
+                            parts.push_str(&self.resolver.base(reference)?.manifest.digest().to_string())
+                        }
+                        _ => {}
+                    }
+                    parts.push('\n');
+                }
+                if let Some(n) = &self.req.network {
+                    parts.push_str(n);
+                }
+                Ok(parts)
+            }
+            _ => Ok(String::new()),
+        }
+    }
+
+    pub(crate) fn missing_hint(&self, rel: &str) -> Option<String> {
+        let p = self.ctx.root().join(rel);
+        if std::fs::symlink_metadata(&p).is_ok() && self.ctx.is_ignored(rel) {
+            return Some("excluded by .dockerignore".into());
+        }
+        let mut cur = String::new();
+        for comp in rel.split('/') {
+            cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
+            if self.ctx.is_ignored(&cur) && std::fs::symlink_metadata(self.ctx.root().join(&cur)).is_ok() {
+                return Some(format!("{cur} is excluded by .dockerignore"));
+            }
+        }
+        None
+    }
+
+    // ----- layers, views, files of the parent image -----
+
+    /// Make sure a layer's blob is in the store.
+    pub(crate) fn ensure_local(&self, l: &LayerRef) -> BuildResult<()> {
+        if self.store.blob_size(&l.desc.digest)? == Some(l.desc.size) {
+            return Ok(());
+        }
+        match &l.origin {
+            Some(o) => self.resolver.fetch(o, &l.desc),
+            None => Err(BuildError::Image(rbuild_image::Error::NotFound(format!("layer {}", l.desc.digest)))),
+        }
+    }
+
+    fn listing(&self, l: &LayerRef) -> BuildResult<Arc<Listing>> {
+        if let Some(x) = self.listings.lock().expect("lock").get(&l.diff_id) {
+            return Ok(x.clone());
+        }
+        let path = self.store.root().join("cache").join("listings").join(format!("{}.json", l.diff_id.hex()));
+        let listing = match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Listing>(&b).ok()) {
+            Some(x) => x,
+            None => {
+                self.ensure_local(l)?;
+                let x = view::listing_of(self.store.open_blob(&l.desc.digest)?)?;
+                if let Ok(b) = serde_json::to_vec(&x) {
+                    let _ = super::context::write_atomic(&path, &b);
+                }
+                x
+            }
+        };
+        let x = Arc::new(listing);
+        self.listings.lock().expect("lock").insert(l.diff_id.clone(), x.clone());
+        Ok(x)
+    }
+
+    /// The merged view of a state's layers.
+    pub(crate) fn view(&self, st: &State) -> BuildResult<View> {
+        let mut v = Vec::with_capacity(st.layers.len());
+        for l in &st.layers {
+            v.push(self.listing(l)?);
+        }
+        Ok(View::new(v))
+    }
+
+    /// Read a small file of the image (`/etc/passwd`).
+    pub(crate) fn read_image_file(&self, st: &State, v: &View, path: &str) -> BuildResult<Option<Vec<u8>>> {
+        let Some((i, p)) = v.file_layer(path) else { return Ok(None) };
+        let l = &st.layers[i];
+        self.ensure_local(l)?;
+        view::read_from_layer(self.store.open_blob(&l.desc.digest)?, &p, 4 << 20)
+    }
+
+    /// `user[:group]` to numbers, names looked up in the image's /etc/passwd and /etc/group.
+    pub(crate) fn resolve_owner(&self, st: &State, v: &View, spec: &str) -> BuildResult<(u32, u32)> {
+        let (u, g) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let passwd = || -> BuildResult<String> {
+            Ok(String::from_utf8_lossy(&self.read_image_file(st, v, "etc/passwd")?.unwrap_or_default()).into_owned())
+        };
+        let (uid, primary) = match u.parse::<u32>() {
+            Ok(n) => (n, n),
+            Err(_) => view::lookup_passwd(&passwd()?, u).ok_or_else(|| {
+                BuildError::Invalid(format!("unable to find user {u}: no matching entries in passwd file"))
+            })?,
+        };
+        let gid = match g {
+            None => primary,
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let text = String::from_utf8_lossy(&self.read_image_file(st, v, "etc/group")?.unwrap_or_default())
+                        .into_owned();
+                    view::lookup_group(&text, g).ok_or_else(|| {
+                        BuildError::Invalid(format!("unable to find group {g}: no matching entries in group file"))
+                    })?
+                }
+            },
+        };
+        Ok((uid, gid))
+    }
+
+    /// Extract a state's whole rootfs into a directory of this build (once per state).
+    pub(crate) fn materialize(&self, st: &State) -> BuildResult<PathBuf> {
+        let cell = self.trees.lock().expect("lock").entry(st.key.clone()).or_default().clone();
+        let r = cell.get_or_init(|| {
+            let dir = self.tmp.path().join(format!("tree-{}", &st.key[..16.min(st.key.len())]));
+            let go = || -> BuildResult<PathBuf> {
+                std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+                for l in &st.layers {
+                    self.ensure_local(l)?;
+                    rbuild_image::layer::apply_layer(self.store.open_blob(&l.desc.digest)?, &dir, &Default::default())?;
+                }
+                Ok(dir.clone())
+            };
+            go().map_err(|e| e.to_string())
+        });
+        r.clone().map_err(BuildError::Invalid)
+    }
+
+    /// Write `changes` as an uncompressed layer blob into the store.
+    pub(crate) fn write_layer(&self, changes: Vec<Change>) -> BuildResult<Option<LayerRecord>> {
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let opts = WriterOptions { source_date_epoch: self.req.source_date_epoch, xattrs: true };
+        let w = self.store.ingest()?;
+        let w = rbuild_image::layer::write_layer(changes, w, &opts)?;
+        let (diff_id, size) = w.commit(None, None)?;
+        Ok(Some(LayerRecord { diff_id, size }))
+    }
+
+    // ----- steps -----
+
+    fn config_step(&self, c: &ConfigChange, parent: &State, n: Option<u32>) -> BuildResult<Option<LayerRecord>> {
+        let ConfigChange::Workdir { path, user } = c else { return Ok(None) };
+        let v = self.view(parent)?;
+        let (real, meta) = v.resolve(path, true);
+        if meta.is_some_and(|m| m.is_dir()) || real.is_empty() {
+            return Ok(None);
+        }
+        let (uid, gid) = if user.is_empty() { (0, 0) } else { self.resolve_owner(parent, &v, user).unwrap_or((0, 0)) };
+        let mut changes = Vec::new();
+        let mut cur = String::new();
+        for comp in real.split('/') {
+            cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
+            if !v.resolve(&cur, true).1.is_some_and(|m| m.is_dir()) {
+                let own = if cur == real { (uid, gid) } else { (0, 0) };
+                changes.push(Change::Dir(DirEntry {
+                    path: cur.clone(),
+                    mode: 0o755,
+                    uid: own.0,
+                    gid: own.1,
+                    mtime: None,
+                }));
+            }
+        }
+        let _ = n;
+        self.write_layer(changes)
+    }
+
+    fn copy_step(&self, c: &CopyOp, parent: &State, n: u32) -> BuildResult<Option<LayerRecord>> {
+        let v = if c.link { None } else { Some(self.view(parent)?) };
+        let owner = match &c.chown {
+            Some(spec) => {
+                let v2 = match &v {
+                    Some(v) => v.clone(),
+                    None => self.view(parent)?,
+                };
+                Some(self.resolve_owner(parent, &v2, spec)?)
+            }
+            None => None,
+        };
+        let mode = c.chmod.as_deref().map(copy::parse_chmod).transpose()?;
+        let mut placement = Placement {
+            dest: c.dest.clone(),
+            dest_is_dir: c.dest_is_dir,
+            parents: c.parents,
+            owner,
+            default_owner: None,
+            mode,
+            file_mode: None,
+        };
+        let mut changes = Vec::new();
+        // Heredoc files.
+        if !c.inline_files.is_empty() {
+            let dir = self.tmp.path().join(format!("inline-{}", crate::snapshot::unique()));
+            std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+            let mut tree = Tree::new();
+            tree.insert(String::new(), dir.clone());
+            for f in &c.inline_files {
+                let p = dir.join(&f.name);
+                std::fs::write(&p, &f.data).map_err(BuildError::io(&p))?;
+                set_mode(&p, f.mode.unwrap_or(0o644))?;
+                tree.insert(f.name.clone(), p);
+            }
+            let names: Vec<String> = c.inline_files.iter().map(|f| f.name.clone()).collect();
+            let sel = copy::select(&tree, &names, &[], "the heredoc", &|_| None)?;
+            let p = Placement { default_owner: Some((0, 0)), ..placement.clone() };
+            changes.extend(copy::plan(&tree, &sel, &p, v.as_ref())?);
+        }
+        if c.sources.is_empty() {
+            return self.write_layer(dedupe(changes));
+        }
+        match &c.from {
+            SourceRef::Context if c.add && c.sources.iter().any(|s| is_remote(s)) => {
+                let (tree, names) = super::add::fetch_remote(self, c, n)?;
+                placement.default_owner = Some((0, 0));
+                if c.sources.iter().any(|s| is_url(s)) {
+                    placement.file_mode = Some(mode.unwrap_or(0o600));
+                }
+                let sel = copy::select(&tree, &names, &c.exclude, "the downloaded sources", &|_| None)?;
+                changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
+            }
+            SourceRef::Context => {
+                let tree = self.ctx.entries()?;
+                let sel = copy::select(tree, &c.sources, &c.exclude, "the build context", &|p| self.missing_hint(p))?;
+                placement.default_owner = Some((0, 0));
+                if c.add {
+                    let (archives, plain): (Vec<_>, Vec<_>) =
+                        sel.into_iter().partition(|s| !s.is_dir && copy::is_archive(&tree[&s.rel]));
+                    changes.extend(copy::plan(tree, &plain, &placement, v.as_ref())?);
+                    for a in archives {
+                        let (t, s) = super::add::extract_archive(self, &tree[&a.rel])?;
+                        let mut p = placement.clone();
+                        p.dest_is_dir = true;
+                        p.default_owner = None;
+                        changes.extend(copy::plan(&t, &s, &p, v.as_ref())?);
+                    }
+                } else {
+                    changes.extend(copy::plan(tree, &sel, &placement, v.as_ref())?);
+                }
+            }
+            SourceRef::Stage { index, .. } => {
+                let st = self.stage_state(*index)?;
+                let dir = self.materialize(&st)?;
+                let tree = tree_under(&dir, &c.sources)?;
+                let sel = copy::select(&tree, &c.sources, &c.exclude, &format!("stage {index}"), &|_| None)?;
+                changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
+            }
+            SourceRef::Image { reference } => {
+                let b = self.resolver.base(reference)?;
+                let dir = self.materialize(&state_of_image(&b))?;
+                let tree = tree_under(&dir, &c.sources)?;
+                let sel = copy::select(&tree, &c.sources, &c.exclude, reference, &|_| None)?;
+                changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
+            }
+        }
+        self.write_layer(dedupe(changes))
+    }
+}
+
+const DEP_FAILED: &str = "a stage this one depends on failed";
+
+/// A state for a base image.
+pub fn state_of_image(b: &BaseImage) -> State {
+    let diff_ids = b.config.rootfs.diff_ids.clone();
+    let layers = b
+        .layers()
+        .into_iter()
+        .zip(diff_ids)
+        .map(|(desc, diff_id)| LayerRef { desc, diff_id, origin: b.origin.clone() })
+        .collect();
+    State {
+        key: key_of(&[b"image", b.manifest.digest().to_string().as_bytes()]),
+        layers,
+        history: b.config.history.clone(),
+        base_config: Some(Arc::new(b.config.clone())),
+    }
+}
+
+fn dedupe(changes: Vec<Change>) -> Vec<Change> {
+    let mut m: std::collections::BTreeMap<String, Change> = std::collections::BTreeMap::new();
+    for c in changes {
+        let p = match &c {
+            Change::Add(a) => view::clean(&a.path),
+            Change::Dir(d) => view::clean(&d.path),
+            Change::Whiteout(p) | Change::Opaque(p) => format!("\0{p}"),
+        };
+        match (m.get(&p), &c) {
+            // A real directory beats a made-up one at the same path.
+            (Some(Change::Add(_)), Change::Dir(_)) => {}
+            _ => {
+                m.insert(p, c);
+            }
+        }
+    }
+    m.into_values().collect()
+}
+
+fn set_mode(p: &std::path::Path, mode: u32) -> BuildResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(BuildError::io(p))
+}
+
+/// The tree of a materialized rootfs, limited to what `sources` can reach.
+fn tree_under(dir: &std::path::Path, sources: &[String]) -> BuildResult<Tree> {
+    let mut t = Tree::new();
+    t.insert(String::new(), dir.to_path_buf());
+    // The longest prefix of each source without wildcards bounds the walk.
+    for s in sources {
+        let clean = view::clean(s);
+        let fixed: Vec<&str> = clean.split('/').take_while(|c| !super::glob::has_meta(c)).collect();
+        let base = fixed.join("/");
+        let mut cur = String::new();
+        for comp in &fixed {
+            cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
+            t.insert(cur.clone(), dir.join(&cur));
+        }
+        let start = if base.is_empty() { dir.to_path_buf() } else { dir.join(&base) };
+        if std::fs::symlink_metadata(&start).is_err() {
+            t.remove(&base);
+            continue;
+        }
+        for e in walkdir::WalkDir::new(&start).follow_links(false).min_depth(1) {
+            let e = e.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", start.display())))?;
+            let rel = e.path().strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
+            t.insert(rel, e.into_path());
+        }
+    }
+    // Drop made-up prefixes that do not exist.
+    t.retain(|_, p| std::fs::symlink_metadata(p).is_ok());
+    Ok(t)
+}
+
+/// Is this ADD source fetched from elsewhere (a URL or a git repository)?
+pub fn is_remote(s: &str) -> bool {
+    is_url(s) || is_git(s)
+}
+
+/// http(s) URL.
+pub fn is_url(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://")) && !is_git(s)
+}
+
+/// A git repository (`git@…`, `git://…`, `….git`, `…#ref`).
+pub fn is_git(s: &str) -> bool {
+    s.starts_with("git@") || s.starts_with("git://") || s.split('#').next().is_some_and(|u| u.ends_with(".git"))
+}
+
+fn uuid_like() -> String {
+    format!("{}-{}", std::process::id(), crate::snapshot::unique())
+}
+
+/// The history `created_by` of a step, BuildKit style.
+fn created_by(step: &Step) -> String {
+    match &step.op {
+        Op::Exec(e) => format!("RUN {} # buildkit", e.args.join(" ")),
+        Op::Copy(_) => format!("{} # buildkit", step.description),
+        _ => step.description.clone(),
+    }
+}

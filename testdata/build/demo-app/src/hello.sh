@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "${GREETING:-hi} from demo-app"
+cat /app/built.txt
