@@ -1,0 +1,20 @@
+//! `GET /v2/_catalog?n=&last=`.
+
+use super::AppState;
+use super::tags::{next_link, paginate};
+use crate::error::AppError;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use rbuild_image::distribution::Catalog;
+
+/// The handler.
+pub async fn list(st: &AppState, q: &[(String, String)]) -> Result<Response, AppError> {
+    let all = st.registry.catalog().await?;
+    let (page, n, more) = paginate(all, q)?;
+    let link = if more { next_link("/v2/_catalog", n, &page) } else { None };
+    let mut resp = axum::Json(Catalog { repositories: page }).into_response();
+    if let Some(l) = link {
+        resp.headers_mut().insert(header::LINK, l);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,375 @@
+//! Configuration: a TOML file, then `RBUILD_REGISTRY_*` environment variables, then flags.
+//!
+//! ```toml
+//! addr = "127.0.0.1:5000"
+//! root = "./registry-data"
+//! read_only = false
+//! log_level = "info"
+//! shutdown_timeout = "30s"
+//!
+//! [storage]
+//! driver = "filesystem"        # or "memory"
+//! delete_enabled = true
+//! fsync = true                 # false: faster, but a power loss may lose acknowledged blobs
+//!
+//! [tls]
+//! cert = "/etc/rbuild-registry/cert.pem"
+//! key = "/etc/rbuild-registry/key.pem"
+//!
+//! [auth]
+//! mode = "token"               # "none", "basic" or "token"
+//! htpasswd = "/etc/rbuild-registry/htpasswd"
+//! realm = "rbuild-registry"
+//! anonymous_pull = false
+//! [auth.token]
+//! service = "rbuild-registry"
+//! issuer = "rbuild-registry"
+//! expiry = "5m"
+//! # realm = "https://registry.example.com/token"   # default: this server's /token
+//! # secret_file = "/etc/rbuild-registry/token.key" # default: random per process
+//! [[auth.access]]
+//! repository = "team/*"
+//! users = ["alice"]
+//! actions = ["pull", "push", "delete"]
+//!
+//! [gc]
+//! interval = "24h"             # online GC; absent = never
+//! grace = "1h"
+//! delete_untagged = false
+//! ```
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default listen address (local only; use `0.0.0.0:5000` to expose the registry).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_ROOT: &str = "./registry-data";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `HOST:PORT` to listen on (port 0 picks a free one).
+    pub addr: String,
+    /// The data directory of the filesystem driver.
+    pub root: PathBuf,
+    /// Refuse every write with 405 `UNSUPPORTED`.
+    pub read_only: bool,
+    /// Log filter (`info`, `debug`, `rbuild_registry_server=debug`…); `RUST_LOG` wins.
+    pub log_level: String,
+    /// How long a graceful shutdown waits for requests in flight.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+    /// Storage.
+    pub storage: StorageConfig,
+    /// TLS; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// Authentication and access rules.
+    pub auth: AuthConfig,
+    /// Garbage collection.
+    pub gc: GcConfig,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `filesystem` (default) or `memory`.
+    pub driver: String,
+    /// Allow DELETE of manifests, tags and blobs.
+    pub delete_enabled: bool,
+    /// fsync blobs and links before they become visible (filesystem driver).
+    pub fsync: bool,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Everyone may do everything.
+    #[default]
+    None,
+    /// HTTP basic auth against an htpasswd file (bcrypt).
+    Basic,
+    /// Bearer tokens from the built-in `/token` endpoint.
+    Token,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `none`, `basic` or `token`.
+    pub mode: AuthMode,
+    /// htpasswd file with bcrypt entries (`htpasswd -Bbn user pass`).
+    pub htpasswd: Option<PathBuf>,
+    /// The realm of basic challenges.
+    pub realm: String,
+    /// Let requests without credentials pull.
+    pub anonymous_pull: bool,
+    /// Token settings.
+    pub token: TokenConfig,
+    /// Access rules; none means every authenticated user may pull, push and delete everywhere.
+    pub access: Vec<AccessRule>,
+}
+
+/// `[auth.token]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The token endpoint URL put in challenges; default: this server's `/token`.
+    pub realm: Option<String>,
+    /// The service name (the tokens' audience).
+    pub service: String,
+    /// The tokens' issuer.
+    pub issuer: String,
+    /// Token lifetime.
+    #[serde(deserialize_with = "de_duration")]
+    pub expiry: Duration,
+    /// File holding the HS256 signing secret (share it between replicas); default: random.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// One `[[auth.access]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Repository pattern: `*` matches any characters, slashes included (`team/*`).
+    pub repository: String,
+    /// User names; `*` is any authenticated user, `anonymous` is no credentials.
+    pub users: Vec<String>,
+    /// `pull`, `push`, `delete` (or `*`).
+    pub actions: Vec<String>,
+}
+
+/// `[gc]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Run online GC this often; absent: never.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub interval: Option<Duration>,
+    /// Blobs, manifests and uploads younger than this are never deleted.
+    #[serde(deserialize_with = "de_duration")]
+    pub grace: Duration,
+    /// Also delete manifests no tag, index or referrer reaches.
+    pub delete_untagged: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: DEFAULT_ADDR.into(),
+            root: PathBuf::from(DEFAULT_ROOT),
+            read_only: false,
+            log_level: "info".into(),
+            shutdown_timeout: Duration::from_secs(30),
+            storage: StorageConfig::default(),
+            tls: None,
+            auth: AuthConfig::default(),
+            gc: GcConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { driver: "filesystem".into(), delete_enabled: true, fsync: true }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            htpasswd: None,
+            realm: "rbuild-registry".into(),
+            anonymous_pull: false,
+            token: TokenConfig::default(),
+            access: Vec::new(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            realm: None,
+            service: "rbuild-registry".into(),
+            issuer: "rbuild-registry".into(),
+            expiry: Duration::from_secs(300),
+            secret_file: None,
+        }
+    }
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig { interval: None, grace: Duration::from_secs(3600), delete_untagged: false }
+    }
+}
+
+/// Parse `90`, `500ms`, `30s`, `5m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 1h, 7d)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?} (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Secs(u64),
+    Text(String),
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    match DurationRepr::deserialize(d)? {
+        DurationRepr::Secs(n) => Ok(Duration::from_secs(n)),
+        DurationRepr::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+fn env_bool(name: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(Error::Config { where_: name.into(), reason: format!("{v:?} is not a boolean") }),
+    }
+}
+
+impl Config {
+    /// Defaults with storage at `root` and a free port on 127.0.0.1: what tests start.
+    pub fn for_tests(root: impl Into<PathBuf>) -> Config {
+        Config { addr: "127.0.0.1:0".into(), root: root.into(), ..Config::default() }
+    }
+
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::File { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| Error::Config { where_: path.display().to_string(), reason: e.to_string() })
+    }
+
+    /// Apply `RBUILD_REGISTRY_*` variables from `vars` (normally `std::env::vars()`).
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        for (k, v) in vars {
+            let Some(key) = k.strip_prefix("RBUILD_REGISTRY_") else { continue };
+            let dur = |v: &str| parse_duration(v).map_err(|reason| Error::Config { where_: k.clone(), reason });
+            match key {
+                "ADDR" => self.addr = v,
+                "ROOT" => self.root = PathBuf::from(v),
+                "READ_ONLY" => self.read_only = env_bool(&k, &v)?,
+                "LOG_LEVEL" => self.log_level = v,
+                "STORAGE_DRIVER" => self.storage.driver = v,
+                "DELETE_ENABLED" => self.storage.delete_enabled = env_bool(&k, &v)?,
+                "FSYNC" => self.storage.fsync = env_bool(&k, &v)?,
+                "TLS_CERT" | "TLS_KEY" => {
+                    let tls = self.tls.get_or_insert(TlsConfig { cert: PathBuf::new(), key: PathBuf::new() });
+                    if key == "TLS_CERT" {
+                        tls.cert = PathBuf::from(v);
+                    } else {
+                        tls.key = PathBuf::from(v);
+                    }
+                }
+                "AUTH" => {
+                    self.auth.mode = match v.as_str() {
+                        "none" => AuthMode::None,
+                        "basic" => AuthMode::Basic,
+                        "token" => AuthMode::Token,
+                        _ => {
+                            return Err(Error::Config {
+                                where_: k,
+                                reason: format!("{v:?}: expected none, basic or token"),
+                            });
+                        }
+                    }
+                }
+                "HTPASSWD" => self.auth.htpasswd = Some(PathBuf::from(v)),
+                "ANONYMOUS_PULL" => self.auth.anonymous_pull = env_bool(&k, &v)?,
+                "TOKEN_REALM" => self.auth.token.realm = Some(v),
+                "TOKEN_SECRET_FILE" => self.auth.token.secret_file = Some(PathBuf::from(v)),
+                "GC_INTERVAL" => self.gc.interval = Some(dur(&v)?),
+                "GC_GRACE" => self.gc.grace = dur(&v)?,
+                "SHUTDOWN_TIMEOUT" => self.shutdown_timeout = dur(&v)?,
+                _ => return Err(Error::Config { where_: k.clone(), reason: "unknown variable".into() }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Check the parts that cannot be checked while parsing.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |w: &str, r: String| Err(Error::Config { where_: w.into(), reason: r });
+        if !matches!(self.storage.driver.as_str(), "filesystem" | "memory") {
+            return bad("storage.driver", format!("{:?}: expected filesystem or memory", self.storage.driver));
+        }
+        if self.auth.mode != AuthMode::None && self.auth.htpasswd.is_none() {
+            return bad("auth.htpasswd", "basic and token auth need an htpasswd file".into());
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty() {
+                return bad("tls", "both cert and key are needed".into());
+            }
+        }
+        for r in &self.auth.access {
+            for a in &r.actions {
+                if !matches!(a.as_str(), "pull" | "push" | "delete" | "*") {
+                    return bad("auth.access.actions", format!("{a:?}: expected pull, push, delete or *"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_env_and_durations() {
+        let c: Config = toml::from_str(
+            "addr = \"0.0.0.0:6000\"\n[gc]\ninterval = \"2h\"\ngrace = 90\n[auth]\nmode = \"basic\"\nhtpasswd = \"/x\"\n\
+             [[auth.access]]\nrepository = \"team/*\"\nusers = [\"alice\"]\nactions = [\"pull\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.addr, "0.0.0.0:6000");
+        assert_eq!(c.gc.interval, Some(Duration::from_secs(7200)));
+        assert_eq!(c.gc.grace, Duration::from_secs(90));
+        c.validate().unwrap();
+        let mut c = c;
+        c.apply_env([("RBUILD_REGISTRY_ADDR".into(), "127.0.0.1:7".into()), ("PATH".into(), "/bin".into())]).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:7");
+        assert!(c.apply_env([("RBUILD_REGISTRY_NOPE".into(), "1".into())]).is_err());
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    }
+}
