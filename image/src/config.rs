@@ -205,7 +205,17 @@ mod tests {
             "history":[{"created_by":"x","empty_layer":true,"future":1}]}"#;
         let c = ImageConfig::parse(text.as_bytes()).unwrap();
         let back = String::from_utf8(c.to_canonical_bytes()).unwrap();
-        for needle in ["docker_version", "container_config", "Healthcheck", "OnBuild", "Shell", "ArgsEscaped", "Domainname", "\"future\":1", "\"empty_layer\":true"] {
+        for needle in [
+            "docker_version",
+            "container_config",
+            "Healthcheck",
+            "OnBuild",
+            "Shell",
+            "ArgsEscaped",
+            "Domainname",
+            "\"future\":1",
+            "\"empty_layer\":true",
+        ] {
             assert!(back.contains(needle), "{needle} lost: {back}");
         }
         // Round trip is stable: parse(serialize(x)) serializes the same.

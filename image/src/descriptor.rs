@@ -83,7 +83,13 @@ impl Platform {
             "arm" => Some("v7".to_string()),
             _ => None,
         };
-        Platform { architecture: architecture.into(), os: "linux".into(), os_version: None, os_features: vec![], variant }
+        Platform {
+            architecture: architecture.into(),
+            os: "linux".into(),
+            os_version: None,
+            os_features: vec![],
+            variant,
+        }
     }
 
     /// Parse `os/arch[/variant]`.
@@ -113,7 +119,13 @@ impl Platform {
         if arch == "arm64" && variant.is_none() {
             variant = Some("v8".into());
         }
-        Ok(Platform { architecture: arch, os: parts[0].to_ascii_lowercase(), os_version: None, os_features: vec![], variant })
+        Ok(Platform {
+            architecture: arch,
+            os: parts[0].to_ascii_lowercase(),
+            os_version: None,
+            os_features: vec![],
+            variant,
+        })
     }
 
     /// Does `self` (what is asked for) accept `other` (what an index offers)? A missing

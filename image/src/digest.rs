@@ -112,11 +112,7 @@ impl Digest {
     /// Check `data` against this digest.
     pub fn verify(&self, data: &[u8]) -> Result<()> {
         let got = Digest::of(self.alg, data);
-        if &got == self {
-            Ok(())
-        } else {
-            Err(Error::DigestMismatch { expected: self.clone(), actual: got })
-        }
+        if &got == self { Ok(()) } else { Err(Error::DigestMismatch { expected: self.clone(), actual: got }) }
     }
 }
 

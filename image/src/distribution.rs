@@ -97,8 +97,15 @@ impl ErrorCode {
             TooManyRequests => 429,
             RangeInvalid => 416,
             Unavailable => 503,
-            BlobUploadInvalid | DigestInvalid | ManifestBlobUnknown | ManifestInvalid | NameInvalid | SizeInvalid
-            | TagInvalid | ManifestUnverified | PaginationNumberInvalid => 400,
+            BlobUploadInvalid
+            | DigestInvalid
+            | ManifestBlobUnknown
+            | ManifestInvalid
+            | NameInvalid
+            | SizeInvalid
+            | TagInvalid
+            | ManifestUnverified
+            | PaginationNumberInvalid => 400,
         }
     }
 
@@ -132,9 +139,25 @@ impl ErrorCode {
     pub fn from_code(s: &str) -> Option<ErrorCode> {
         use ErrorCode::*;
         [
-            BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, ManifestBlobUnknown, ManifestInvalid,
-            ManifestUnknown, NameInvalid, NameUnknown, SizeInvalid, Unauthorized, Denied, Unsupported,
-            TooManyRequests, RangeInvalid, TagInvalid, ManifestUnverified, PaginationNumberInvalid, Unavailable,
+            BlobUnknown,
+            BlobUploadInvalid,
+            BlobUploadUnknown,
+            DigestInvalid,
+            ManifestBlobUnknown,
+            ManifestInvalid,
+            ManifestUnknown,
+            NameInvalid,
+            NameUnknown,
+            SizeInvalid,
+            Unauthorized,
+            Denied,
+            Unsupported,
+            TooManyRequests,
+            RangeInvalid,
+            TagInvalid,
+            ManifestUnverified,
+            PaginationNumberInvalid,
+            Unavailable,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)

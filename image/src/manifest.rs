@@ -87,11 +87,15 @@ impl RawManifest {
     /// Like [`RawManifest::parse`], with the digest computed in `alg`.
     pub fn parse_with(bytes: Vec<u8>, content_type: Option<&str>, alg: Algorithm) -> Result<RawManifest> {
         if bytes.len() > MAX_MANIFEST_SIZE {
-            return Err(Error::InvalidJson { what: "manifest", reason: format!("{} bytes is over the 4 MiB limit", bytes.len()) });
+            return Err(Error::InvalidJson {
+                what: "manifest",
+                reason: format!("{} bytes is over the 4 MiB limit", bytes.len()),
+            });
         }
         let probe: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidJson { what: "manifest", reason: e.to_string() })?;
-        let obj = probe.as_object().ok_or(Error::InvalidJson { what: "manifest", reason: "not a JSON object".into() })?;
+        let obj =
+            probe.as_object().ok_or(Error::InvalidJson { what: "manifest", reason: "not a JSON object".into() })?;
         let declared = obj.get("mediaType").and_then(|v| v.as_str()).map(str::to_string);
         let content_type = content_type
             .map(|c| c.split(';').next().unwrap_or(c).trim())
@@ -108,11 +112,20 @@ impl RawManifest {
             Some(m) => m.to_string(),
             None if obj.contains_key("manifests") => mt::OCI_INDEX.to_string(),
             None if obj.contains_key("config") => mt::OCI_MANIFEST.to_string(),
-            None => return Err(Error::InvalidJson { what: "manifest", reason: "no mediaType, config or manifests".into() }),
+            None => {
+                return Err(Error::InvalidJson {
+                    what: "manifest",
+                    reason: "no mediaType, config or manifests".into(),
+                });
+            }
         };
         match obj.get("schemaVersion").and_then(|v| v.as_u64()) {
             Some(2) => {}
-            Some(1) => return Err(Error::UnsupportedMediaType(format!("{media_type} (schema 1 manifests are not supported)"))),
+            Some(1) => {
+                return Err(Error::UnsupportedMediaType(format!(
+                    "{media_type} (schema 1 manifests are not supported)"
+                )));
+            }
             _ => return Err(Error::InvalidJson { what: "manifest", reason: "schemaVersion must be 2".into() }),
         }
         let bad = |e: serde_json::Error| Error::InvalidJson { what: "manifest", reason: e.to_string() };
@@ -137,14 +150,16 @@ impl RawManifest {
 
     /// Serialize a manifest rbuild made itself (canonical JSON) and wrap it.
     pub fn from_image(m: &ImageManifest) -> Result<RawManifest> {
-        let bytes = crate::canonical::to_vec(m).map_err(|e| Error::InvalidJson { what: "manifest", reason: e.to_string() })?;
+        let bytes =
+            crate::canonical::to_vec(m).map_err(|e| Error::InvalidJson { what: "manifest", reason: e.to_string() })?;
         let ct = m.media_type.clone().unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
         Self::parse(bytes, Some(&ct))
     }
 
     /// Serialize an index rbuild made itself (canonical JSON) and wrap it.
     pub fn from_index(i: &ImageIndex) -> Result<RawManifest> {
-        let bytes = crate::canonical::to_vec(i).map_err(|e| Error::InvalidJson { what: "index", reason: e.to_string() })?;
+        let bytes =
+            crate::canonical::to_vec(i).map_err(|e| Error::InvalidJson { what: "index", reason: e.to_string() })?;
         let ct = i.media_type.clone().unwrap_or_else(|| mt::OCI_INDEX.to_string());
         Self::parse(bytes, Some(&ct))
     }

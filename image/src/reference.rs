@@ -184,7 +184,10 @@ impl Reference {
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, remainder))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 (first.to_string(), remainder.to_string())
             }

@@ -129,7 +129,8 @@ fn secret(s: &str) -> anyhow::Result<(String, SecretSource)> {
 
 /// Turn the flags into a request.
 pub fn request(args: &Args) -> anyhow::Result<BuildRequest> {
-    let context = if args.context == "-" { ContextSource::Stdin } else { ContextSource::Dir(PathBuf::from(&args.context)) };
+    let context =
+        if args.context == "-" { ContextSource::Stdin } else { ContextSource::Dir(PathBuf::from(&args.context)) };
     let mut req = BuildRequest { context: Some(context), ..Default::default() };
     match args.file.as_deref() {
         Some("-") => {

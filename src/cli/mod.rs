@@ -76,8 +76,8 @@ pub enum Command {
 
 /// Words that are subcommands; anything else in first position means `build`.
 const SUBCOMMANDS: &[&str] = &[
-    "build", "check", "images", "inspect", "tag", "rmi", "prune", "save", "load", "import",
-    "pull", "push", "copy", "login", "logout", "run", "help",
+    "build", "check", "images", "inspect", "tag", "rmi", "prune", "save", "load", "import", "pull", "push", "copy",
+    "login", "logout", "run", "help",
 ];
 
 /// `rbuild -t app .` is `rbuild build -t app .`: insert `build` when the first word after
