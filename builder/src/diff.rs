@@ -6,7 +6,7 @@
 //! into a [`LayerBlobWriter`]: tar, compression and both digests at once.
 
 use crate::error::{Error, Result};
-use crate::sandbox::RunOutcome;
+use crate::sandbox::{IdMap, RunOutcome};
 use crate::snapshot::DiffSource;
 use rbuild_image::layer::{AddEntry, Change, LayerBlobWriter, LayerInfo, MetaOverride, WriterOptions, write_layer};
 use rbuild_image::{Compression, Store};
@@ -87,8 +87,13 @@ pub fn apply_exclude(changes: Vec<Change>, ex: &Exclude) -> Vec<Change> {
             continue;
         }
         out.retain(|c| match c {
+            // The owner the sandbox reported is the one inside its user namespace: compare
+            // with the mapped owner (rootless), not the host's.
             Change::Add(a) if a.path.trim_start_matches('/') == d => std::fs::symlink_metadata(&a.source)
-                .map(|m| !(m.is_dir() && (m.mode() & 0o7777, m.uid(), m.gid()) == (*mode, *uid, *gid)))
+                .map(|m| {
+                    let owner = (a.meta.uid.unwrap_or(m.uid()), a.meta.gid.unwrap_or(m.gid()));
+                    !(m.is_dir() && (m.mode() & 0o7777, owner.0, owner.1) == (*mode, *uid, *gid))
+                })
                 .unwrap_or(true),
             _ => true,
         });
@@ -96,17 +101,18 @@ pub fn apply_exclude(changes: Vec<Change>, ex: &Exclude) -> Vec<Change> {
     out
 }
 
-/// Map the rootless user's host ids back to root (what they were inside the sandbox).
-fn map_ids(changes: &mut [Change], host: Option<(u32, u32)>) -> Result<()> {
-    let Some((uid, gid)) = host else { return Ok(()) };
+/// Map host ids back to what they were inside the rootless sandbox's user namespace
+/// (the caller's ids to 0, subordinate ids to 1..). Ids outside the map, and ids a
+/// change already overrides, are left as they are.
+fn map_ids(changes: &mut [Change], map: &IdMap) -> Result<()> {
     for c in changes {
         if let Change::Add(a) = c {
             let m = std::fs::symlink_metadata(&a.source).map_err(Error::io(&a.source))?;
-            if m.uid() == uid && a.meta.uid.is_none() {
-                a.meta.uid = Some(0);
+            if a.meta.uid.is_none() {
+                a.meta.uid = map.uid_inside(m.uid());
             }
-            if m.gid() == gid && a.meta.gid.is_none() {
-                a.meta.gid = Some(0);
+            if a.meta.gid.is_none() {
+                a.meta.gid = map.gid_inside(m.gid());
             }
         }
     }
@@ -114,13 +120,24 @@ fn map_ids(changes: &mut [Change], host: Option<(u32, u32)>) -> Result<()> {
 }
 
 /// The changes of a snapshot's diff source, without excluded paths. `host_ids`: the
-/// rootless caller's uid/gid (recorded as 0), `None` when root.
+/// rootless caller's uid/gid (recorded as 0), `None` when root. A sandbox that maps
+/// subordinate ids too needs [`changes_mapped`] with its [`Sandbox::id_map`](crate::sandbox::Sandbox::id_map).
 pub fn changes(source: &DiffSource, exclude: &Exclude, host_ids: Option<(u32, u32)>) -> Result<Vec<Change>> {
+    let map = host_ids.map(|(u, g)| IdMap::single(u, g, &u.to_string(), ""));
+    changes_mapped(source, exclude, map.as_ref())
+}
+
+/// The changes of a snapshot's diff source, without excluded paths, with the owners the
+/// command saw in its user namespace (`map`: the rootless sandbox's id maps; `None` when
+/// root, ids as they are on the host).
+pub fn changes_mapped(source: &DiffSource, exclude: &Exclude, map: Option<&IdMap>) -> Result<Vec<Change>> {
     let mut ch = match source {
         DiffSource::Upper { upper } => rbuild_image::layer::changes_from_overlay_upper(upper)?,
         DiffSource::Walk { lower, upper } => walk_changes(lower.as_deref(), upper)?,
     };
-    map_ids(&mut ch, host_ids)?;
+    if let Some(map) = map {
+        map_ids(&mut ch, map)?;
+    }
     Ok(apply_exclude(ch, exclude))
 }
 

@@ -9,11 +9,13 @@
 //! directory `<root>/tmp/sandbox-<pid>-<n>` is removed after the run, and by the next
 //! [`Sandbox::new`] when its process was killed.
 
+pub mod idmap;
 pub(crate) mod init;
 pub mod spec;
 pub mod syscalls;
 pub mod tty;
 
+pub use idmap::{IdMap, IdRange};
 pub use spec::{BindSource, CacheSharing, DEFAULT_PATH, MountSpec, Network, RunOutcome, RunSpec, SecretSource};
 
 use crate::error::{Error, Result};
@@ -103,6 +105,7 @@ pub struct Sandbox {
     root: PathBuf,
     exe: PathBuf,
     rootless: Option<(u32, u32)>,
+    id_map: Option<IdMap>,
 }
 
 const TAIL_BYTES: usize = 16 * 1024;
@@ -110,14 +113,36 @@ const TAIL_LINES: usize = 20;
 
 impl Sandbox {
     /// A sandbox keeping its scratch and cache directories under the store `root`.
-    /// Removes what killed runs left behind. Rootless when the effective uid is not 0.
+    /// Removes what killed runs left behind. Rootless when the effective uid is not 0:
+    /// root inside is the caller, and ids 1.. are the caller's ranges in /etc/subuid and
+    /// /etc/subgid when it has some and newuidmap/newgidmap are installed ([`IdMap`]).
     pub fn new(root: &Path) -> Result<Sandbox> {
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
         cleanup_stale(root);
         let uid = nix::unistd::geteuid();
         let rootless = (!uid.is_root()).then(|| (uid.as_raw(), nix::unistd::getegid().as_raw()));
-        Ok(Sandbox { root: root.to_path_buf(), exe: PathBuf::from("/proc/self/exe"), rootless })
+        let id_map = rootless.map(|(u, g)| IdMap::for_caller(u, g));
+        if let Some(m) = id_map.as_ref().filter(|m| !m.is_multi()) {
+            tracing::debug!("rootless with one id mapped: {}", m.single_reason.as_deref().unwrap_or(""));
+        }
+        Ok(Sandbox { root: root.to_path_buf(), exe: PathBuf::from("/proc/self/exe"), rootless, id_map })
+    }
+
+    /// Rootless only: use these id maps instead of the ones found for the caller (e.g.
+    /// [`IdMap::single`] to run without the subordinate ranges).
+    pub fn with_id_map(mut self, map: IdMap) -> Sandbox {
+        if self.rootless.is_some() {
+            self.rootless = Some(map.caller());
+            self.id_map = Some(map);
+        }
+        self
+    }
+
+    /// The rootless user namespace's id maps (`None` when root): pass to
+    /// [`crate::diff::changes_mapped`] so a layer records the ids the command saw.
+    pub fn id_map(&self) -> Option<&IdMap> {
+        self.id_map.as_ref()
     }
 
     /// Use another binary as the init (it must call [`init_hook`] first).
@@ -129,6 +154,36 @@ impl Sandbox {
     /// Is this sandbox rootless?
     pub fn rootless(&self) -> bool {
         self.rootless.is_some()
+    }
+
+    /// Remove a tree the sandbox wrote to (a writable layer, a snapshot). Rootless with
+    /// subordinate ids, files a non-root `USER` made belong to ids the caller cannot
+    /// remove on the host: what the plain removal leaves is removed from inside the user
+    /// namespace, as root there (podman's `unshare rm`).
+    pub fn remove_tree(&self, path: &Path) -> Result<()> {
+        let first = crate::util::remove_tree(path);
+        if first.is_ok() || !self.id_map.as_ref().is_some_and(|m| m.is_multi()) {
+            return first;
+        }
+        let scratch = self.scratch()?;
+        let mut spec = self.base_spec(&scratch);
+        spec.remove = vec![path.to_path_buf()];
+        let r = (|| {
+            let (mut child, mut status) = self.spawn_init(&spec, [Stdio::null(), Stdio::null(), Stdio::null()])?;
+            let mut msg = String::new();
+            let _ = status.read_to_string(&mut msg);
+            child.wait()?;
+            match msg.trim() {
+                "P ok" => Ok(()),
+                m => Err(Error::Sandbox(format!(
+                    "removing {} in the user namespace: {}",
+                    path.display(),
+                    m.strip_prefix("S ").unwrap_or(NO_INIT)
+                ))),
+            }
+        })();
+        let _ = crate::util::remove_tree(&scratch);
+        r
     }
 
     fn scratch(&self) -> Result<PathBuf> {
@@ -303,31 +358,51 @@ impl Sandbox {
         self.spawn_init_with(spec, stdio, None)
     }
 
-    /// Spawn the init: spec on fd 3, status on fd 4, `tty_sock` (if any) on fd 5.
+    /// Spawn the init: spec on fd 3, status on fd 4, `tty_sock` (if any) on fd 5, and,
+    /// when subordinate ids are mapped, a socket on fd 6 over which the init says it has
+    /// unshared its user namespace and waits for us to write the maps with
+    /// newuidmap/newgidmap (setuid helpers it cannot run from inside).
     fn spawn_init_with(
         &self,
         spec: &InitSpec,
         stdio: [Stdio; 3],
         tty_sock: Option<OwnedFd>,
     ) -> Result<(std::process::Child, std::fs::File)> {
+        let multi = spec.id_map.as_ref().filter(|m| m.is_multi());
+        let (map_ours, map_theirs) = match multi {
+            Some(_) => {
+                let (a, b) = std::os::unix::net::UnixStream::pair().map_err(Error::io("socketpair"))?;
+                (Some(a), Some(OwnedFd::from(b)))
+            }
+            None => (None, None),
+        };
         let c = tty_sock.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        let m = map_theirs.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
         let (spec_r, spec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
         let (st_r, st_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
         let (a, b) = (spec_r.as_raw_fd(), st_w.as_raw_fd());
         let [i, o, e] = stdio;
         let mut cmd = Command::new(&self.exe);
         cmd.env(init::ENV, "1").stdin(i).stdout(o).stderr(e);
-        // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl, setpgid) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, prctl, setpgid) between
+        // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                let a2 = libc::fcntl(a, libc::F_DUPFD, 10);
-                let b2 = libc::fcntl(b, libc::F_DUPFD, 10);
-                let c2 = if c >= 0 { libc::fcntl(c, libc::F_DUPFD, 10) } else { -1 };
-                if a2 < 0 || b2 < 0 || libc::dup2(a2, 3) < 0 || libc::dup2(b2, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                // Copies above 10 first, so a source already on 3..6 is not clobbered.
+                let mut copies = [-1; 4];
+                for (k, fd) in [a, b, c, m].into_iter().enumerate() {
+                    if fd >= 0 {
+                        copies[k] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                        if copies[k] < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                 }
-                if c2 >= 0 && libc::dup2(c2, 5) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                for (k, fd) in copies.into_iter().enumerate() {
+                    // dup2 clears FD_CLOEXEC on 3..6; the copies close on exec.
+                    if fd >= 0 && libc::dup2(fd, 3 + k as i32) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 // Our own process group: a terminal's Ctrl-C reaches the caller, which
@@ -336,17 +411,30 @@ impl Sandbox {
                 Ok(())
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| Error::Sandbox(format!("starting the sandbox init {}: {e}", self.exe.display())))?;
         drop(spec_r);
         drop(st_w);
         drop(tty_sock);
+        drop(map_theirs);
         let json = serde_json::to_vec(spec).expect("InitSpec serializes");
         let mut w = std::fs::File::from(spec_w);
         // The init reads all of it before anything else; a failure here shows in its status.
         let _ = w.write_all(&json);
         drop(w);
+        if let (Some(map), Some(mut sock)) = (multi, map_ours) {
+            let mut b = [0u8; 1];
+            // EOF: the init failed before unsharing; its status says why.
+            if matches!(sock.read(&mut b), Ok(1)) {
+                if let Err(e) = map.write_with_helpers(child.id() as i32) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+                let _ = sock.write_all(b"1");
+            }
+        }
         Ok((child, std::fs::File::from(st_r)))
     }
 
@@ -356,6 +444,8 @@ impl Sandbox {
             sandbox_dir: scratch.to_path_buf(),
             rootfs: Vec::new(),
             rootless: self.rootless,
+            id_map: self.id_map.clone(),
+            remove: Vec::new(),
             network: Network::Host,
             hostname: "rbuild".into(),
             mounts: Vec::new(),

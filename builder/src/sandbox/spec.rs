@@ -190,6 +190,13 @@ pub(crate) struct InitSpec {
     pub rootfs: Vec<Mount>,
     /// Rootless: map uid/gid 0 in the new user namespace to these host ids.
     pub rootless: Option<(u32, u32)>,
+    /// Rootless: the full id maps (written by the parent with newuidmap/newgidmap when
+    /// they cover more than root; else by the init itself from `rootless`).
+    #[serde(default)]
+    pub id_map: Option<crate::sandbox::idmap::IdMap>,
+    /// Remove mode: enter the user namespace, remove these trees, report `P ok`.
+    #[serde(default)]
+    pub remove: Vec<PathBuf>,
     pub network: Network,
     pub hostname: String,
     pub mounts: Vec<InitMount>,

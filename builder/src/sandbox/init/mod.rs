@@ -120,6 +120,21 @@ pub fn main() -> i32 {
             }
         };
     }
+    if !spec.remove.is_empty() {
+        // Root in the namespace may remove files owned by any mapped id.
+        let r =
+            namespaces::enter(&spec).and_then(|()| spec.remove.iter().try_for_each(|p| crate::util::remove_tree(p)));
+        return match r {
+            Ok(()) => {
+                report('P', "ok");
+                0
+            }
+            Err(e) => {
+                report('S', &e.to_string());
+                1
+            }
+        };
+    }
     if let Err(e) = namespaces::enter(&spec) {
         report('S', &e.to_string());
         return 125;
@@ -179,7 +194,10 @@ fn pid1(spec: &InitSpec) -> Result<(i32, i32)> {
     nix::unistd::sethostname(&spec.hostname).map_err(Error::sys("sethostname"))?;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = user::resolve(spec.user.as_deref().unwrap_or(""), &passwd, &group)?;
+    let mut user = user::resolve(spec.user.as_deref().unwrap_or(""), &passwd, &group)?;
+    if let Some(map) = &spec.id_map {
+        check_mapped(map, &mut user)?;
+    }
     let env = process::environment(&spec.env, &user, spec.tty);
     let cwd = if spec.cwd.is_empty() { "/".to_string() } else { crate::util::clean_abs(&spec.cwd) };
     make_workdir(&cwd, user.uid, user.gid)?;
@@ -239,6 +257,19 @@ fn pid1(spec: &InitSpec) -> Result<(i32, i32)> {
             }
         }
     }
+}
+
+/// Rootless: the user's uid and primary gid must be mapped (else setuid fails with a bare
+/// EINVAL; say what to do instead); supplementary groups that are not are dropped.
+fn check_mapped(map: &crate::sandbox::idmap::IdMap, user: &mut user::ExecUser) -> Result<()> {
+    if !map.maps_uid(user.uid) {
+        return Err(map.unmapped_error("uid", user.uid));
+    }
+    if !map.maps_gid(user.gid) {
+        return Err(map.unmapped_error("gid", user.gid));
+    }
+    user.groups.retain(|g| map.maps_gid(*g));
+    Ok(())
 }
 
 /// Create the working directory when missing, each new level owned by the user (BuildKit).

@@ -457,6 +457,8 @@ mod tests {
                 options: vec!["lowerdir=/l".into(), "upperdir=/u".into(), "workdir=/w".into()],
             }],
             rootless: None,
+            id_map: None,
+            remove: Vec::new(),
             network: Network::Host,
             hostname: "h".into(),
             mounts,

@@ -29,15 +29,42 @@ pub fn id_maps(uid: u32, gid: u32) -> (String, String) {
     (format!("0 {uid} 1\n"), format!("0 {gid} 1\n"))
 }
 
-/// Unshare, and write the single-id maps for a rootless namespace.
+/// The fd on which the parent writes subordinate maps for us (see the parent's
+/// `spawn_init_with`).
+const MAP_FD: i32 = 6;
+
+/// Unshare, and get the id maps of a rootless namespace: subordinate maps written by the
+/// parent with newuidmap/newgidmap (we say when we have unshared, and wait for its word),
+/// else the single-id maps written here.
 pub fn enter(spec: &InitSpec) -> Result<()> {
     nix::sched::unshare(flags(spec)).map_err(Error::sys(format!("unshare {:?}", flags(spec))))?;
+    if spec.id_map.as_ref().is_some_and(|m| m.is_multi()) {
+        return parent_writes_maps();
+    }
     if let Some((uid, gid)) = spec.rootless {
         let (u, g) = id_maps(uid, gid);
         // setgroups must be denied before an unprivileged process may write gid_map.
         std::fs::write("/proc/self/setgroups", "deny").map_err(Error::io("/proc/self/setgroups"))?;
         std::fs::write("/proc/self/uid_map", u).map_err(Error::io("/proc/self/uid_map"))?;
         std::fs::write("/proc/self/gid_map", g).map_err(Error::io("/proc/self/gid_map"))?;
+    }
+    Ok(())
+}
+
+fn parent_writes_maps() -> Result<()> {
+    let mut b = [b'u'];
+    // SAFETY: one-byte read/write on the socket the parent gave us on fd 6, then close it
+    // (it must not reach the command).
+    let (w, r) = unsafe {
+        let w = libc::write(MAP_FD, b.as_ptr().cast(), 1);
+        let r = if w == 1 { libc::read(MAP_FD, b.as_mut_ptr().cast(), 1) } else { -1 };
+        libc::close(MAP_FD);
+        (w, r)
+    };
+    if w != 1 || r != 1 || b[0] != b'1' {
+        return Err(Error::Sandbox(
+            "the id maps of the user namespace were not written (newuidmap/newgidmap failed)".into(),
+        ));
     }
     Ok(())
 }
