@@ -8,9 +8,17 @@
 //! shutdown_timeout = "30s"
 //!
 //! [storage]
-//! driver = "filesystem"        # or "memory"
+//! driver = "filesystem"        # or "memory", or "s3"
 //! delete_enabled = true
 //! fsync = true                 # false: faster, but a power loss may lose acknowledged blobs
+//! [storage.s3]                 # driver = "s3": every replica pointing here shares everything
+//! bucket = "registry"
+//! prefix = "prod"              # keys live under prod/ (default: the bucket's root)
+//! endpoint = "http://127.0.0.1:8333"   # absent: AWS
+//! region = "us-east-1"
+//! access_key_id = "…"          # absent: AWS_ACCESS_KEY_ID (and the other usual AWS_* variables)
+//! secret_access_key = "…"      # absent: AWS_SECRET_ACCESS_KEY
+//! path_style = true            # http://endpoint/bucket/key rather than http://bucket.endpoint/key
 //!
 //! [tls]
 //! cert = "/etc/rbuild-registry/cert.pem"
@@ -83,6 +91,29 @@ pub struct StorageConfig {
     pub delete_enabled: bool,
     /// fsync blobs and links before they become visible (filesystem driver).
     pub fsync: bool,
+    /// The S3 bucket (`driver = "s3"`).
+    pub s3: S3Config,
+}
+
+/// `[storage.s3]`: where the S3 driver keeps everything. Credentials and region left out here
+/// come from the usual `AWS_*` environment variables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket (created when missing).
+    pub bucket: String,
+    /// A key prefix inside the bucket; empty: the bucket's root.
+    pub prefix: String,
+    /// An S3-compatible endpoint URL (`http://127.0.0.1:8333`); absent: AWS.
+    pub endpoint: Option<String>,
+    /// The region; absent: `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Access key id; absent: `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// Secret access key; absent: `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible stores want.
+    pub path_style: bool,
 }
 
 /// `[tls]`.
@@ -187,7 +218,7 @@ impl Default for Config {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { driver: "filesystem".into(), delete_enabled: true, fsync: true }
+        StorageConfig { driver: "filesystem".into(), delete_enabled: true, fsync: true, s3: S3Config::default() }
     }
 }
 
@@ -290,6 +321,11 @@ impl Config {
                 "STORAGE_DRIVER" => self.storage.driver = v,
                 "DELETE_ENABLED" => self.storage.delete_enabled = env_bool(&k, &v)?,
                 "FSYNC" => self.storage.fsync = env_bool(&k, &v)?,
+                "S3_BUCKET" => self.storage.s3.bucket = v,
+                "S3_PREFIX" => self.storage.s3.prefix = v,
+                "S3_ENDPOINT" => self.storage.s3.endpoint = Some(v),
+                "S3_REGION" => self.storage.s3.region = Some(v),
+                "S3_PATH_STYLE" => self.storage.s3.path_style = env_bool(&k, &v)?,
                 "TLS_CERT" | "TLS_KEY" => {
                     let tls = self.tls.get_or_insert(TlsConfig { cert: PathBuf::new(), key: PathBuf::new() });
                     if key == "TLS_CERT" {
@@ -327,8 +363,11 @@ impl Config {
     /// Check the parts that cannot be checked while parsing.
     pub fn validate(&self) -> Result<()> {
         let bad = |w: &str, r: String| Err(Error::Config { where_: w.into(), reason: r });
-        if !matches!(self.storage.driver.as_str(), "filesystem" | "memory") {
-            return bad("storage.driver", format!("{:?}: expected filesystem or memory", self.storage.driver));
+        if !matches!(self.storage.driver.as_str(), "filesystem" | "memory" | "s3") {
+            return bad("storage.driver", format!("{:?}: expected filesystem, memory or s3", self.storage.driver));
+        }
+        if self.storage.driver == "s3" && self.storage.s3.bucket.is_empty() {
+            return bad("storage.s3.bucket", "the s3 driver needs a bucket".into());
         }
         if self.auth.mode != AuthMode::None && self.auth.htpasswd.is_none() {
             return bad("auth.htpasswd", "basic and token auth need an htpasswd file".into());
@@ -371,5 +410,26 @@ mod tests {
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
         assert!(parse_duration("5x").is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn s3_section() {
+        let mut c: Config = toml::from_str(
+            "[storage]\ndriver = \"s3\"\n[storage.s3]\nbucket = \"reg\"\nprefix = \"prod\"\n\
+             endpoint = \"http://127.0.0.1:8333\"\nregion = \"eu-west-1\"\naccess_key_id = \"k\"\n\
+             secret_access_key = \"s\"\npath_style = true\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.storage.s3.bucket, "reg");
+        assert_eq!(c.storage.s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert!(c.storage.s3.path_style);
+        c.apply_env([("RBUILD_REGISTRY_S3_BUCKET".into(), "other".into())]).unwrap();
+        assert_eq!(c.storage.s3.bucket, "other");
+        assert!(toml::from_str::<Config>("[storage.s3]\nbukket = \"x\"\n").is_err());
+        let no_bucket: Config = toml::from_str("[storage]\ndriver = \"s3\"\n").unwrap();
+        assert!(no_bucket.validate().is_err());
+        let bad_driver: Config = toml::from_str("[storage]\ndriver = \"ftp\"\n").unwrap();
+        assert!(bad_driver.validate().is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! rbuild-registry-server: the OCI distribution protocol, server side.
 //!
 //! Owns: the `/v2/` HTTP API ([`app`], one handler file per resource under `api/`), the
-//! storage drivers ([`storage`]: filesystem, memory; one shared test suite), the on-disk
+//! storage drivers ([`storage`]: filesystem, memory, S3; one shared test suite), the on-disk
 //! layout ([`paths`]), auth (htpasswd basic, built-in bearer tokens), garbage collection
 //! ([`gc`]), metrics, configuration, and the `rbuild-registry` binary. Leaves to others:
 //! digests, media types, manifest parsing and the wire vocabulary (rbuild-image).
@@ -37,4 +37,4 @@ pub use config::Config;
 pub use error::{AppError, Error, Result};
 pub use registry::Registry;
 pub use server::{BackgroundServer, Server, serve};
-pub use storage::{FsDriver, MemoryDriver, StorageDriver};
+pub use storage::{FsDriver, MemoryDriver, S3Driver, StorageDriver};

@@ -50,6 +50,7 @@ impl AppState {
     pub fn new(config: &Config) -> Result<AppState> {
         let driver: Arc<dyn StorageDriver> = match config.storage.driver.as_str() {
             "memory" => Arc::new(MemoryDriver::new()),
+            "s3" => Arc::new(crate::storage::S3Driver::new(&config.storage.s3)?),
             _ => Arc::new(FsDriver::new(&config.root)?.with_fsync(config.storage.fsync)),
         };
         AppState::with_driver(config, driver)

@@ -12,10 +12,12 @@ use std::time::SystemTime;
 
 pub mod fs;
 pub mod memory;
+pub mod s3;
 pub mod testsuite;
 
 pub use fs::FsDriver;
 pub use memory::MemoryDriver;
+pub use s3::S3Driver;
 
 /// A stream of bytes, read from or written to storage.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod seaweed;
+
 use rbuild_image::{Descriptor, Digest, ImageManifest, RawManifest, media_type as mt};
 use rbuild_registry_server::{Config, Server};
 use std::collections::BTreeMap;

