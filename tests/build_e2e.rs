@@ -464,6 +464,19 @@ fn push_to_a_registry_and_build_on_a_remote_base_without_its_layers() {
     assert!(sk.status.success(), "{}", String::from_utf8_lossy(&sk.stderr));
     let v: serde_json::Value = serde_json::from_slice(&sk.stdout).unwrap();
     assert_eq!(v["Digest"], m["containerimage.digest"]);
+    // What was pushed is a whole image: a fresh store pulls it, runs it, and reads the same config.
+    let p = Env::bare();
+    let out = p.rb(&["pull", &app]);
+    assert!(out.status.success(), "pull: {}", String::from_utf8_lossy(&out.stderr));
+    let out = p.rb(&["run", "--rm", &app]);
+    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from demo-app\nbuilt on Linux\n");
+    let pc = p.config(&app);
+    assert_eq!(pc["Id"], m["containerimage.config.digest"], "{pc}");
+    assert_eq!(pc["Config"]["WorkingDir"], "/app");
+    assert_eq!(pc["Config"]["Cmd"], serde_json::json!(["/bin/sh", "/app/hello.sh"]));
+    assert!(pc["Config"]["Env"].as_array().unwrap().iter().any(|v| v == "GREETING=hello"), "{pc}");
+    assert_eq!(pc["RootFS"]["Layers"].as_array().unwrap().len(), 4, "base + WORKDIR + COPY + RUN: {pc}");
     // A fresh store: a COPY --link build on the remote base fetches config and manifest
     // only, and the push mounts the base layers.
     let f = Env::bare();
@@ -484,4 +497,89 @@ fn push_to_a_registry_and_build_on_a_remote_base_without_its_layers() {
     let sk =
         Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{app2}")]).output().unwrap();
     assert!(sk.status.success(), "{}", String::from_utf8_lossy(&sk.stderr));
+}
+
+#[test]
+fn cache_export_and_import_registry() {
+    let reg = start_registry();
+    let cache = format!("127.0.0.1:{}/cache/demo:buildcache", reg.port);
+    let ctx = testdata("demo-app");
+    let a = Env::new();
+    let (_, m1) = a.build(&["-t", "x", "--cache-to", &format!("type=registry,ref={cache}"), ctx.to_str().unwrap()]);
+    let b = Env::new();
+    let (err, m2) = b.build(&["-t", "x", "--cache-from", &format!("type=registry,ref={cache}"), ctx.to_str().unwrap()]);
+    let st = step_status(&err);
+    assert!(!st.is_empty() && st.iter().all(|(_, c)| *c), "{st:?}\n{err}");
+    assert_eq!(m1["containerimage.config.digest"], m2["containerimage.config.digest"], "{err}");
+    let out = b.rb(&["run", "--rm", "x"]);
+    assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from demo-app\nbuilt on Linux\n");
+}
+
+/// A one-file HTTP server on 127.0.0.1 (every GET answers with `body`); its base URL.
+fn serve_file(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn add_url_with_checksum() {
+    const BODY: &[u8] = b"fetched over http\n";
+    let url = format!("{}/files/notes.txt?x=1", serve_file(BODY));
+    let right = format!("sha256:{}", hex_sha256(BODY));
+    let wrong = format!("sha256:{}", hex_sha256(b"something else"));
+    let e = Env::new();
+    let ctx = e.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nADD --checksum={right} {url} /data/\n")).unwrap();
+    let out = e.path("out");
+    e.build(&[
+        "-t",
+        "fetched",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        "-o",
+        "type=image",
+        ctx.to_str().unwrap(),
+    ]);
+    let f = out.join("data/notes.txt");
+    assert_eq!(std::fs::read(&f).unwrap(), BODY, "named after the URL path");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777, 0o600, "ADD of a URL is 0600");
+    // A wrong checksum: a clear error naming both digests, and no tag.
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nADD --checksum={wrong} {url} /data/\n")).unwrap();
+    let o = e.rb(&["build", "--progress", "plain", "-t", "badsum", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a wrong checksum must fail:\n{err}");
+    assert!(err.contains(&wrong) && err.contains(&right) && err.contains("checksum"), "{err}");
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    let images = e.rb(&["images"]);
+    let list = String::from_utf8_lossy(&images.stdout);
+    assert!(!list.contains("badsum"), "no tag for a failed build: {list}");
+    assert!(list.contains("fetched"), "{list}");
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
 }

@@ -10,7 +10,7 @@ use crate::sandbox::{
 };
 use crate::snapshot::{self, DiffSource, Snapshotter, WhiteoutStyle};
 use rbuild_frontend::graph::{ExecOp, MountType, NetworkMode, Sharing, SourceRef, Step};
-use rbuild_image::layer::{ApplyOptions, Change, OverlayXattr, WhiteoutMode};
+use rbuild_image::layer::{ApplyOptions, Change, OverlayXattr, WhiteoutMode, WriterOptions};
 use std::sync::Arc;
 
 impl Builder<'_> {
@@ -26,21 +26,90 @@ impl Builder<'_> {
         }
         let sn = self.snapshotter()?;
         let diff_ids: Vec<_> = st.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let rootless = !nix::unistd::geteuid().is_root();
         let store = &self.store;
         let layers = &st.layers;
         let top = snapshot::unpack(sn, &diff_ids, &mut |i, dir, style| {
-            let whiteouts = match style {
-                WhiteoutStyle::Overlay => {
-                    WhiteoutMode::Overlay { xattr: if rootless { OverlayXattr::User } else { OverlayXattr::Trusted } }
-                }
-                WhiteoutStyle::Delete => WhiteoutMode::Apply,
-            };
             let f = store.open_blob(&layers[i].desc.digest)?;
-            rbuild_image::layer::apply_layer(f, dir, &ApplyOptions { whiteouts, ..Default::default() })?;
+            rbuild_image::layer::apply_layer(f, dir, &apply_options(style))?;
             Ok(())
         })?;
         Ok(top)
+    }
+
+    /// Write `changes` as the layer on top of `parent` and, in the same pass, apply the
+    /// tar being written into a new snapshot committed under the layer's chain ID, so the
+    /// RUN that follows finds its rootfs ready instead of reading the blob back and
+    /// extracting it again. When the snapshot cannot be made, the layer alone is written
+    /// (the RUN extracts it as before).
+    pub(crate) fn write_layer_snapshotted(
+        &self,
+        changes: Vec<Change>,
+        parent: &State,
+    ) -> BuildResult<Option<LayerRecord>> {
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let prepared = (|| -> BuildResult<_> {
+            let parent_chain = self.unpack(parent)?;
+            let sn = self.snapshotter()?;
+            let key = format!("layer-{}-{}", std::process::id(), snapshot::unique());
+            sn.prepare(&key, parent_chain.as_deref())?;
+            match sn.extract_dir(&key) {
+                Ok(x) => Ok((sn, key, x)),
+                Err(e) => {
+                    let _ = sn.remove(&key);
+                    Err(e.into())
+                }
+            }
+        })();
+        let (sn, key, (dir, style)) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("no snapshot for the new layer ({e}); the next RUN extracts it");
+                return self.write_layer(changes);
+            }
+        };
+        let opts = WriterOptions { source_date_epoch: self.req.source_date_epoch, xattrs: true };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let (written, applied) = std::thread::scope(|s| {
+            let dir = &dir;
+            let applier = s.spawn(move || {
+                rbuild_image::layer::apply_tar(ChanReader { rx, cur: Vec::new(), pos: 0 }, dir, &apply_options(style))
+            });
+            let written = (move || -> BuildResult<LayerRecord> {
+                let w = self.store.ingest()?;
+                let tee = Tee { inner: w, tx: Some(tx), buf: Vec::with_capacity(TEE_CHUNK) };
+                let w = rbuild_image::layer::write_layer(changes, tee, &opts)?.finish();
+                let (diff_id, size) = w.commit(None, None)?;
+                Ok(LayerRecord { diff_id, size })
+            })();
+            (written, applier.join())
+        });
+        let rec = match written {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = sn.remove(&key);
+                return Err(e);
+            }
+        };
+        match applied {
+            Ok(Ok(_)) => {
+                let mut ids: Vec<_> = parent.layers.iter().map(|l| l.diff_id.clone()).collect();
+                ids.push(rec.diff_id.clone());
+                let chain = snapshot::chain_ids(&ids).pop().expect("one layer at least");
+                if sn.commit(&chain.to_string(), &key).is_err() {
+                    let _ = sn.remove(&key);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("applying the new layer into a snapshot: {e}; the next RUN extracts it");
+                let _ = sn.remove(&key);
+            }
+            Err(_) => {
+                let _ = sn.remove(&key);
+            }
+        }
+        Ok(Some(rec))
     }
 
     pub(crate) fn exec_step(
@@ -288,6 +357,89 @@ impl Builder<'_> {
             out.push(c);
         }
         Ok(out)
+    }
+}
+
+/// How a layer is applied into a snapshot directory of the given style.
+fn apply_options(style: WhiteoutStyle) -> ApplyOptions {
+    let rootless = !nix::unistd::geteuid().is_root();
+    let whiteouts = match style {
+        WhiteoutStyle::Overlay => {
+            WhiteoutMode::Overlay { xattr: if rootless { OverlayXattr::User } else { OverlayXattr::Trusted } }
+        }
+        WhiteoutStyle::Delete => WhiteoutMode::Apply,
+    };
+    ApplyOptions { whiteouts, ..Default::default() }
+}
+
+/// Bytes handed to the applier in chunks this big (a tar header alone is 512 bytes).
+const TEE_CHUNK: usize = 256 << 10;
+
+/// A writer that also sends what it writes to a channel (the snapshot applier). When the
+/// applier is gone (it failed), writing goes on to `inner` alone.
+struct Tee<W> {
+    inner: W,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl<W> Tee<W> {
+    fn send(&mut self) {
+        if let Some(tx) = &self.tx {
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TEE_CHUNK));
+            if tx.send(chunk).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Send what is left, close the channel (the applier sees the end), give `inner` back.
+    fn finish(mut self) -> W {
+        self.send();
+        let Tee { inner, .. } = self;
+        inner
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Tee<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        if self.tx.is_some() {
+            self.buf.extend_from_slice(&b[..n]);
+            if self.buf.len() >= TEE_CHUNK {
+                self.send();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The reading end of a [`Tee`]: end of stream when the writer is done (or gone).
+struct ChanReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -257,9 +257,10 @@ impl<'a> Builder<'a> {
                 r
             }
             None => {
+                let rootfs_later = self.rootfs_needed_after(stage, step);
                 let made = match &step.op {
-                    Op::Config(c) => self.config_step(c, parent, n),
-                    Op::Copy(c) => self.copy_step(c, parent, n.unwrap_or(0)),
+                    Op::Config(c) => self.config_step(c, parent, rootfs_later),
+                    Op::Copy(c) => self.copy_step(c, parent, n.unwrap_or(0), rootfs_later),
                     Op::Exec(e) => self.exec_step(e, parent, n.unwrap_or(0), step),
                     Op::Source(_) => unreachable!("handled by the stage"),
                 };
@@ -290,6 +291,30 @@ impl<'a> Builder<'a> {
         }
         next.history.push(rec.history);
         Ok(next)
+    }
+
+    /// Does a later RUN work on top of this step's result (a RUN later in the stage, or in
+    /// a stage built FROM this one)? Then the step's layer is also written into a snapshot.
+    fn rootfs_needed_after(&self, stage: &Stage, step: &Step) -> bool {
+        let is_run = |s: &Step| matches!(s.op, Op::Exec(_));
+        let i = stage.steps.iter().position(|s| std::ptr::eq(s, step)).unwrap_or(stage.steps.len());
+        if stage.steps.get(i + 1..).unwrap_or(&[]).iter().any(is_run) {
+            return true;
+        }
+        self.graph.stages.iter().any(|other| {
+            matches!(other.steps.first().map(|s| &s.op), Some(Op::Source(SourceOp::Stage { index, .. })) if *index == stage.index)
+                && other.steps.iter().any(is_run)
+        })
+    }
+
+    /// The layer of `changes`, into a snapshot too when a later RUN needs it.
+    fn finish_layer(
+        &self,
+        changes: Vec<Change>,
+        parent: &State,
+        rootfs_later: bool,
+    ) -> BuildResult<Option<LayerRecord>> {
+        if rootfs_later { self.write_layer_snapshotted(changes, parent) } else { self.write_layer(changes) }
     }
 
     /// What a step reads beyond its definition and its parent: the content of COPY
@@ -476,7 +501,7 @@ impl<'a> Builder<'a> {
 
     // ----- steps -----
 
-    fn config_step(&self, c: &ConfigChange, parent: &State, n: Option<u32>) -> BuildResult<Option<LayerRecord>> {
+    fn config_step(&self, c: &ConfigChange, parent: &State, rootfs_later: bool) -> BuildResult<Option<LayerRecord>> {
         let ConfigChange::Workdir { path, user } = c else { return Ok(None) };
         let v = self.view(parent)?;
         let (real, meta) = v.resolve(path, true);
@@ -499,11 +524,10 @@ impl<'a> Builder<'a> {
                 }));
             }
         }
-        let _ = n;
-        self.write_layer(changes)
+        self.finish_layer(changes, parent, rootfs_later)
     }
 
-    fn copy_step(&self, c: &CopyOp, parent: &State, n: u32) -> BuildResult<Option<LayerRecord>> {
+    fn copy_step(&self, c: &CopyOp, parent: &State, n: u32, rootfs_later: bool) -> BuildResult<Option<LayerRecord>> {
         let v = if c.link { None } else { Some(self.view(parent)?) };
         let owner = match &c.chown {
             Some(spec) => {
@@ -544,7 +568,7 @@ impl<'a> Builder<'a> {
             changes.extend(copy::plan(&tree, &sel, &p, v.as_ref())?);
         }
         if c.sources.is_empty() {
-            return self.write_layer(dedupe(changes));
+            return self.finish_layer(dedupe(changes), parent, rootfs_later);
         }
         match &c.from {
             SourceRef::Context if c.add && c.sources.iter().any(|s| is_remote(s)) => {
@@ -590,7 +614,7 @@ impl<'a> Builder<'a> {
                 changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
             }
         }
-        self.write_layer(dedupe(changes))
+        self.finish_layer(dedupe(changes), parent, rootfs_later)
     }
 }
 
