@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use crate::media_type::Compression;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-/// gzip level when none is asked for. Level 6 is zlib's and docker's default; with the
-/// zlib-rs backend it is several times faster than command-line gzip at the same level.
-pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// gzip level when none is asked for. Level 1 (zlib-rs's "quick" strategy, as
+/// go-containerregistry defaults to) compresses about 2.6x faster than level 6 for blobs about
+/// 25% larger; `--compression-level` trades the other way.
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 /// zstd level when none is asked for (zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
