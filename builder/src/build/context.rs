@@ -108,7 +108,17 @@ pub struct StatCache {
     path: PathBuf,
     map: Mutex<HashMap<StatKey, [u8; 32]>>,
     dirty: std::sync::atomic::AtomicBool,
+    /// When the cache was loaded, before any file of this build was looked at: every
+    /// `stat` of the build happens after it.
+    loaded_ns: i64,
 }
+
+/// How old a file's times must be, before the build looked at it, to be remembered: a
+/// write after our `stat` gets a later time unless the filesystem's clock is coarser than
+/// this (the kernel's coarse clock ticks every few ms).
+const RACY_FINE_NS: i64 = 100_000_000;
+/// The same for filesystems with whole-second times (their nanoseconds are always 0).
+const RACY_COARSE_NS: i64 = 2_000_000_000;
 
 const STAT_MAGIC: &[u8; 8] = b"RBSTAT01";
 const STAT_RECORD: usize = 8 * 5 + 32;
@@ -128,7 +138,11 @@ impl StatCache {
                 }
             }
         }
-        StatCache { path: path.to_path_buf(), map: Mutex::new(map), dirty: Default::default() }
+        let loaded_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        StatCache { path: path.to_path_buf(), map: Mutex::new(map), dirty: Default::default(), loaded_ns }
     }
 
     /// The blake3 digest of the regular file at `path` (whose metadata is `md`).
@@ -154,11 +168,12 @@ impl StatCache {
             h.update(&buf[..n]);
         }
         let d = *h.finalize().as_bytes();
-        // A file changed within the last seconds may change again without its mtime moving
-        // (coarse timestamps): don't remember it (git's "racy" rule).
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        if md.mtime() < now - 2 && md.ctime() < now - 2 {
+        // A file changed just before we looked may change again without its times moving
+        // (git's "racy" rule): remember it only when its times are clearly older than the
+        // build, by more than the filesystem's timestamp granularity.
+        let (mtime, ctime) = (key.3, key.4);
+        let margin = if md.mtime_nsec() == 0 && md.ctime_nsec() == 0 { RACY_COARSE_NS } else { RACY_FINE_NS };
+        if mtime < self.loaded_ns - margin && ctime < self.loaded_ns - margin {
             self.map.lock().expect("lock").insert(key, d);
             self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -192,4 +207,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> BuildResult<()> {
     tmp.as_file().sync_all().map_err(BuildError::io(path))?;
     tmp.persist(path).map_err(|e| BuildError::Io { path: path.to_path_buf(), source: e.error })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cache_remembers_only_files_older_than_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        std::fs::write(&old, "old\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2 * RACY_FINE_NS as u64 / 1_000_000));
+        let cache_file = dir.path().join("statcache.bin");
+        let c = StatCache::load(&cache_file);
+        // Written after the build started: hashed, not remembered (it may change again
+        // within the same timestamp tick).
+        let fresh = dir.path().join("fresh");
+        std::fs::write(&fresh, "fresh\n").unwrap();
+        let d = c.digest(&fresh, &std::fs::metadata(&fresh).unwrap()).unwrap();
+        assert_eq!(&d, blake3::hash(b"fresh\n").as_bytes());
+        assert!(c.map.lock().unwrap().is_empty());
+        // Older than the build by more than the margin: remembered and saved.
+        let d = c.digest(&old, &std::fs::metadata(&old).unwrap()).unwrap();
+        assert_eq!(&d, blake3::hash(b"old\n").as_bytes());
+        assert_eq!(c.map.lock().unwrap().len(), 1);
+        c.save().unwrap();
+        let again = StatCache::load(&cache_file);
+        assert_eq!(again.map.lock().unwrap().len(), 1);
+    }
 }
