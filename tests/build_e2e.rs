@@ -321,6 +321,9 @@ fn bad_input_gives_clean_errors_and_no_tag() {
     assert!(err.contains("Dockerfile.missing:2"), "{err}");
     let err = run("Dockerfile.ignored", "bad2");
     assert!(err.contains("excluded by .dockerignore"), "{err}");
+    let err = run("Dockerfile.ignoredglob", "bad2b");
+    assert!(err.contains("\"*.key\" matches nothing in the build context"), "{err}");
+    assert!(err.contains("secret.key matches but is excluded by .dockerignore"), "{err}");
     let err = run("Dockerfile.failrun", "bad3");
     assert!(err.contains("exit code: 3"), "{err}");
     assert!(err.contains("failing-now"), "last output lines: {err}");
@@ -582,4 +585,371 @@ fn add_url_with_checksum() {
 fn hex_sha256(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
+}
+
+/// A small context: `Dockerfile` with `text`, nothing else.
+fn dockerfile_ctx(e: &Env, name: &str, text: &str) -> PathBuf {
+    let ctx = e.path(name);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), text).unwrap();
+    ctx
+}
+
+#[test]
+fn progress_tty_live_view_in_a_pty_and_plain_when_not_a_terminal() {
+    let e = Env::new();
+    let ctx = dockerfile_ctx(&e, "ctx", "FROM busybox\nRUN echo tty-output-line\nCOPY Dockerfile /df\n");
+    // --progress tty on a pipe: plain lines, no escape sequences, still builds.
+    let out = e.rb(&["build", "--progress", "tty", "-t", "ttyapp", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("#1 [internal] load build definition from Dockerfile"), "{err}");
+    assert!(err.contains(" tty-output-line"), "{err}");
+    assert!(!err.contains('\x1b'), "no escape sequences on a pipe: {err:?}");
+    // In a pseudo-terminal (script(1)) of 60x12, auto is the live view: stages running in
+    // parallel, every line cut to the width, and the final frame lists every step.
+    assert!(Path::new("/usr/bin/script").exists(), "this test needs script (apt-get install util-linux)");
+    let par = dockerfile_ctx(
+        &e,
+        "par",
+        "FROM busybox AS a\nRUN echo a-out && sleep 0.5\nFROM busybox AS b\nRUN echo b-out && sleep 0.5\n\
+         FROM busybox\nCOPY --from=a /bin/busybox /a\nCOPY --from=b /bin/busybox /b\nRUN echo tty-output-line\n",
+    );
+    let cmd =
+        format!("stty cols 60 rows 12; exec {RBUILD} --root {} build -t ttyapp2 {}", e.root().display(), par.display());
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .env_remove("COLUMNS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\x1b[2K") && text.contains("[+] Building"), "a live view: {text:?}");
+    // Escape sequences off, for matching.
+    let plain: String = {
+        let mut s = String::new();
+        let mut it = text.chars();
+        while let Some(c) = it.next() {
+            if c == '\x1b' {
+                for d in it.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                s.push(c);
+            }
+        }
+        s
+    };
+    let long: Vec<&str> = plain.split(['\r', '\n']).filter(|l| l.chars().count() > 59).collect();
+    assert!(long.is_empty(), "lines wider than the terminal: {long:?}");
+    let last = &plain[plain.rfind("[+] Building").unwrap()..];
+    assert!(last.lines().next().unwrap().trim_end().ends_with("FINISHED"), "{last}");
+    for want in [
+        "=> [internal] load build definition from Dockerfile",
+        "=> [a 2/2] RUN echo a-out && sleep 0.5",
+        "=> [b 2/2] RUN echo b-out && sleep 0.5",
+        "=> [stage-2 2/4] COPY --from=a /bin/busybox /a",
+        "=> [stage-2 4/4] RUN echo tty-output-line",
+        "=> exporting to image",
+        "=> => naming to docker.io/library/ttyapp2:latest",
+    ] {
+        assert!(last.contains(want), "final frame lacks {want:?}:\n{last}");
+    }
+    assert!(!last.contains("# tty-output-line"), "no RUN output in the summary:\n{last}");
+    assert!(e.rb(&["inspect", "ttyapp2"]).status.success());
+}
+
+/// Start a build of `ctx` whose RUN prints `sleep-started` and sleeps; send `sig` once it
+/// runs; the exit code and everything the build printed.
+fn build_and_signal(e: &Env, ctx: &Path, tag: &str, sig: &str) -> (i32, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(RBUILD)
+        .arg("--root")
+        .arg(e.root())
+        .args(["build", "--progress", "plain", "-t", tag])
+        .arg(ctx)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(180)) {
+            Ok(l) => {
+                seen.push_str(&l);
+                seen.push('\n');
+                if l.ends_with(" sleep-started") && !l.contains("RUN") {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the RUN step never started:\n{seen}");
+            }
+        }
+    }
+    let st = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+    // Generous: the sandbox is polled every 100 ms; a slow machine still ends in seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the build did not stop after SIG{sig}:\n{seen}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        seen.push_str(&l);
+        seen.push('\n');
+    }
+    (status.code().unwrap_or(-1), seen)
+}
+
+/// Processes running `sleep 3517` (the cancelled RUN's), anywhere on the machine.
+fn sleepers() -> Vec<String> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(d.path().join("cmdline")) {
+            if c.ends_with(b"sleep\x003517\x00") {
+                out.push(d.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sigint_and_sigterm_cancel_a_running_build_cleanly() {
+    let e = Env::new();
+    let ctx = dockerfile_ctx(&e, "ctx", "FROM busybox\nRUN echo sleep-started && sleep 3517\nRUN echo never\n");
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let tag = format!("cancelled-{}", sig.to_lowercase());
+        let (got, out) = build_and_signal(&e, &ctx, &tag, sig);
+        assert_eq!(got, code, "SIG{sig}:\n{out}");
+        assert!(out.contains("build cancelled"), "{out}");
+        assert!(!out.contains("never"), "no step after the cancelled one: {out}");
+        // The RUN's whole pid namespace is gone.
+        let mut left = sleepers();
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            left = sleepers();
+        }
+        assert!(left.is_empty(), "the sandbox's processes survived: {left:?}");
+        // No tag, no temp dirs of the build, no mounts under the store.
+        let images = e.rb(&["images"]);
+        assert!(
+            !String::from_utf8_lossy(&images.stdout).contains("cancelled"),
+            "{}",
+            String::from_utf8_lossy(&images.stdout)
+        );
+        let tmp: Vec<_> = std::fs::read_dir(e.root().join("tmp"))
+            .map(|d| d.flatten().map(|x| x.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(tmp.iter().all(|n| !n.starts_with("build-")), "temp dirs left: {tmp:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(e.root().to_str().unwrap()), "mounts left under the store:\n{mounts}");
+    }
+    // The second build printed "sleep-started" again: the cancelled RUN wrote no cache
+    // record. And the next build works.
+    let ok = dockerfile_ctx(&e, "ok", "FROM busybox\nRUN echo fine > /fine\n");
+    e.build(&["-t", "after-cancel", ok.to_str().unwrap()]);
+    assert!(e.rb(&["inspect", "after-cancel"]).status.success());
+}
+
+#[test]
+fn copy_chmod_symbolic_and_octal_modes_land_in_the_layer() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let ctx = dockerfile_ctx(
+        &e,
+        "ctx",
+        "FROM busybox\n\
+         COPY --chmod=u=rwx,g=rx,o= a.sh /m/a.sh\n\
+         COPY --chmod=+x data /m/data\n\
+         COPY --chmod=a+rX,go-w dir /m/dir/\n\
+         COPY --chmod=640 data /m/octal\n",
+    );
+    let set = |p: &str, m: u32| std::fs::set_permissions(ctx.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    std::fs::write(ctx.join("a.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(ctx.join("data"), "d\n").unwrap();
+    std::fs::create_dir_all(ctx.join("dir/sub")).unwrap();
+    std::fs::write(ctx.join("dir/sub/tool"), "t\n").unwrap();
+    std::fs::write(ctx.join("dir/readme"), "r\n").unwrap();
+    set("a.sh", 0o644);
+    set("data", 0o600);
+    set("dir/sub", 0o700);
+    set("dir/sub/tool", 0o764);
+    set("dir/readme", 0o666);
+    let tar = e.path("rootfs.tar");
+    e.build(&[
+        "-t",
+        "modes",
+        "-o",
+        &format!("type=tar,dest={}", tar.display()),
+        "-o",
+        "type=image",
+        ctx.to_str().unwrap(),
+    ]);
+    let mut modes = std::collections::BTreeMap::new();
+    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    for en in a.entries().unwrap() {
+        let en = en.unwrap();
+        let p = en.path().unwrap().to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        if p.starts_with("m/") {
+            modes.insert(p, format!("{:o}", en.header().mode().unwrap() & 0o7777));
+        }
+    }
+    let want: std::collections::BTreeMap<String, String> = [
+        ("m/a.sh", 0o750),
+        ("m/data", 0o711),
+        ("m/dir/readme", 0o644),
+        ("m/dir/sub", 0o755),
+        ("m/dir/sub/tool", 0o755),
+        ("m/octal", 0o640),
+    ]
+    .into_iter()
+    .map(|(p, m)| (p.to_string(), format!("{m:o}")))
+    .collect();
+    let got: std::collections::BTreeMap<String, String> =
+        modes.into_iter().filter(|(p, _)| want.contains_key(p)).collect();
+    assert_eq!(got, want);
+    // A bad mode: the Dockerfile line and the mode are named, no tag.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY --chmod=go data /x\n").unwrap();
+    let out = e.rb(&["build", "--progress", "plain", "-t", "badmode", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Dockerfile:2") && err.contains("--chmod=go"), "{err}");
+    assert!(!String::from_utf8_lossy(&e.rb(&["images"]).stdout).contains("badmode"));
+}
+
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=rbuild", "-c", "user.email=rbuild@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("these tests need git (apt-get install git)");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn start_git_daemon(base: &Path) -> GitDaemon {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new("git")
+        .arg("daemon")
+        .arg("--export-all")
+        .arg("--reuseaddr")
+        .arg("--listen=127.0.0.1")
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.display()))
+        .arg(base)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("these tests need git daemon (apt-get install git)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return GitDaemon { child, port };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("git daemon did not start");
+}
+
+#[test]
+fn add_git_repository_by_branch_tag_and_commit_cached_by_commit() {
+    let e = Env::new();
+    let base = e.path("git");
+    let work = e.path("work");
+    std::fs::create_dir_all(base.join("repo.git")).unwrap();
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    git(&base.join("repo.git"), &["init", "-q", "--bare"]);
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("hello.txt"), "v1\n").unwrap();
+    std::fs::write(work.join("sub/inner.txt"), "inner v1\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "-a", "v1", "-m", "first"]);
+    let first = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main", "v1"]);
+    let d = start_git_daemon(&base);
+    let repo = format!("git://127.0.0.1:{}/repo.git", d.port);
+    let ctx = dockerfile_ctx(
+        &e,
+        "ctx",
+        &format!(
+            "FROM busybox\nADD {repo}#v1:sub /tagged\nADD --keep-git-dir {repo}#{first} /kept\nADD {repo}?tag=v1&subdir=sub /q\nADD {repo}#main /src\n"
+        ),
+    );
+    let out = e.path("out1");
+    let dest = format!("type=local,dest={}", out.display());
+    e.build(&["-t", "gitapp", "-o", &dest, "-o", "type=image", ctx.to_str().unwrap()]);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|err| panic!("{}: {err}", p.display()));
+    assert_eq!(read(&out.join("src/hello.txt")), "v1\n");
+    assert_eq!(read(&out.join("src/sub/inner.txt")), "inner v1\n");
+    assert!(!out.join("src/.git").exists(), "no .git without --keep-git-dir");
+    assert_eq!(read(&out.join("tagged/inner.txt")), "inner v1\n", "#v1:sub adds the subdirectory");
+    assert!(!out.join("tagged/hello.txt").exists());
+    assert_eq!(read(&out.join("kept/hello.txt")), "v1\n");
+    assert!(out.join("kept/.git").is_dir(), "--keep-git-dir keeps .git");
+    assert_eq!(read(&out.join("q/inner.txt")), "inner v1\n", "Dockerfile 1.18 query form");
+    // Same commits: every ADD is CACHED.
+    let (err, _) = e.build(&["-t", "gitapp", ctx.to_str().unwrap()]);
+    let st = step_status(&err);
+    assert_eq!(st.len(), 4, "{err}");
+    assert!(st.iter().all(|(_, c)| *c), "{st:?}\n{err}");
+    // A new commit on main: that ADD (the last step) runs again, the tag and the commit
+    // stay cached.
+    std::fs::write(work.join("hello.txt"), "v2\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "two"]);
+    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main"]);
+    let out2 = e.path("out2");
+    let (err, _) =
+        e.build(&["-t", "gitapp", "-o", &format!("type=local,dest={}", out2.display()), ctx.to_str().unwrap()]);
+    let cached: Vec<bool> = step_status(&err).iter().map(|(_, c)| *c).collect();
+    assert_eq!(cached, [true, true, true, false], "{err}");
+    assert_eq!(read(&out2.join("src/hello.txt")), "v2\n");
+    assert_eq!(read(&out2.join("kept/hello.txt")), "v1\n");
+    // A reference that does not exist: a clear error.
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nADD {repo}#nope /x\n")).unwrap();
+    let o = e.rb(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("\"nope\"") && err.contains("Dockerfile:2"), "{err}");
 }

@@ -177,7 +177,7 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
     let config = image.config.config.clone().unwrap_or_default();
     let argv = command_line(&config, &opts.cmd, opts.entrypoint.as_deref())?;
     let sn = snapshot::open(root)?;
-    let top = snapshot::unpack_image(sn.as_ref(), store, image.layers(), &image.config.rootfs.diff_ids)?;
+    let top = snapshot::unpack_image(sn.as_ref(), store, image.layers(), &image.config.rootfs.diff_ids, Some(sandbox))?;
 
     let id = new_id();
     let containers = root.join("containers");

@@ -48,7 +48,7 @@ pub struct Args {
     /// An SSH agent socket for RUN --mount=type=ssh: default or ID=SOCKET; repeatable.
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<String>,
-    /// Progress output: auto, plain, tty (same as plain for now) or quiet.
+    /// Progress output: auto (tty on a terminal, else plain), plain, tty (a live view) or quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// Only print the image ID (like --progress quiet).
@@ -220,9 +220,17 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     let req = request(&args)?;
     let store = g.store()?;
     let progress = Arc::new(Progress::stderr(req.progress));
+    // Ctrl-C / SIGTERM: the build stops, cleans up and exits 130 / 143.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let built = match build::build(&store, &req, progress, cancel) {
+    build::cancel::cancel_on_signals(&cancel);
+    let result = build::build(&store, &req, progress.clone(), cancel.clone());
+    progress.finish();
+    let built = match result {
         Ok(b) => b,
+        Err(e) if matches!(e, build::BuildError::Cancelled) || cancel.load(std::sync::atomic::Ordering::SeqCst) => {
+            eprintln!("ERROR: build cancelled");
+            return Ok(build::cancel::exit_code(build::cancel::cancelled_by()));
+        }
         Err(e) => {
             eprintln!("ERROR: {e}");
             return Ok(1);
@@ -251,7 +259,7 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     }
     if req.progress == ProgressMode::Quiet {
         println!("{}", built.image_id);
-    } else {
+    } else if !progress.is_live() {
         eprintln!("writing image {} done", built.image_id);
         for t in &built.tags {
             eprintln!("naming to {t} done");

@@ -1,11 +1,12 @@
 //! ADD's extras: local archives extracted, URLs downloaded (with `--checksum`), git
-//! repositories cloned (`git clone --depth 1`, when git is installed).
+//! repositories fetched (the one commit, when git is installed; `URL#ref:subdir`).
 
 use super::copy::Tree;
 use super::error::{BuildError, BuildResult};
 use super::solver::{Builder, is_git, is_url};
 use rbuild_frontend::graph::CopyOp;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn tree_of(dir: &Path) -> BuildResult<Tree> {
     let mut t = Tree::new();
@@ -40,8 +41,23 @@ pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> BuildResult<(Tree, Vec<S
     for (i, src) in c.sources.iter().enumerate() {
         if is_git(src) {
             let name = format!("git-{i}");
-            clone_git(src, &dir.join(&name), c.keep_git_dir)?;
-            names.push(name);
+            let g = GitSource::parse(src)?;
+            b.progress.note(n, &format!("fetching {} {}", g.url, g.reference.as_deref().unwrap_or("HEAD")));
+            let checksum = g.checksum.as_deref().or(c.checksum.as_deref());
+            let commit = clone_git(&g, &dir.join(&name), c.keep_git_dir || g.keep_git_dir, checksum, &b.cancel)?;
+            b.progress.note(n, &format!("checked out {commit}"));
+            names.push(match &g.subdir {
+                Some(sub) => {
+                    let p = dir.join(&name).join(sub);
+                    if !p.is_dir() {
+                        return Err(BuildError::Invalid(format!(
+                            "ADD {src}: {sub} is not a directory of the repository"
+                        )));
+                    }
+                    format!("{name}/{sub}")
+                }
+                None => name,
+            });
         } else if is_url(src) {
             let base = url_file_name(src);
             let name = if c.dest_is_dir || c.dest.ends_with('/') {
@@ -62,6 +78,214 @@ pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> BuildResult<(Tree, Vec<S
     Ok((tree_of(&dir)?, names))
 }
 
+/// A git source of ADD, BuildKit's syntax: `URL#ref:subdir` (both parts optional), or
+/// (Dockerfile 1.18) `URL?branch=B&subdir=D`, with `ref`, `tag`, `branch`, `checksum`
+/// (alias `commit`), `subdir`, `keep-git-dir` and `submodules` as query keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GitSource {
+    /// What git fetches from.
+    pub url: String,
+    /// A branch, tag, ref or commit (`None`: the remote's HEAD).
+    pub reference: Option<String>,
+    /// A directory of the repository to add instead of its root.
+    pub subdir: Option<String>,
+    /// The commit the reference must point at (`?checksum=`/`?commit=`).
+    pub checksum: Option<String>,
+    /// `?keep-git-dir=true`.
+    pub keep_git_dir: bool,
+}
+
+impl GitSource {
+    /// Split `URL#ref:subdir` or `URL?key=value&…`.
+    pub fn parse(src: &str) -> BuildResult<GitSource> {
+        let bad = |why: String| BuildError::Invalid(format!("ADD {src}: {why}"));
+        let (url, frag) = match src.split_once('#') {
+            Some((u, f)) => (u, Some(f)),
+            None => (src, None),
+        };
+        let (mut reference, mut subdir) = match frag {
+            None => (None, None),
+            Some(f) => match f.split_once(':') {
+                Some((r, d)) => (Some(r.to_string()), Some(d.to_string())),
+                None => (Some(f.to_string()), None),
+            },
+        };
+        let mut g = GitSource { url: url.to_string(), ..Default::default() };
+        // Query options: only on scheme URLs (an scp-like path may contain '?').
+        if let (Some((base, query)), true) = (url.split_once('?'), url.contains("://")) {
+            g.url = base.to_string();
+            for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let set = |slot: &mut Option<String>, v: String| {
+                    if frag.is_some() {
+                        return Err(bad(format!("{k}= cannot be combined with a #fragment")));
+                    }
+                    *slot = Some(v);
+                    Ok(())
+                };
+                match k {
+                    "ref" => set(&mut reference, v.to_string())?,
+                    "branch" => set(&mut reference, format!("refs/heads/{v}"))?,
+                    "tag" => set(&mut reference, format!("refs/tags/{v}"))?,
+                    "subdir" => set(&mut subdir, v.to_string())?,
+                    "checksum" | "commit" => g.checksum = Some(v.to_ascii_lowercase()),
+                    "keep-git-dir" => g.keep_git_dir = matches!(v, "" | "true" | "1"),
+                    // Submodules are never fetched; accepted for compatibility.
+                    "submodules" => {}
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown git option {k:?} (use ref, tag, branch, checksum, commit, subdir, keep-git-dir)"
+                        )));
+                    }
+                }
+            }
+            // A commit alone is the reference.
+            if reference.is_none() {
+                reference = g.checksum.clone();
+            }
+        }
+        g.reference = reference.filter(|r| !r.is_empty());
+        g.subdir = match subdir.as_deref().map(|d| d.trim_matches('/')) {
+            None | Some("") | Some(".") => None,
+            Some(d) => {
+                if d.split('/').any(|c| c == "..") {
+                    return Err(bad(format!("the subdirectory {d:?} leaves the repository")));
+                }
+                Some(d.to_string())
+            }
+        };
+        Ok(g)
+    }
+}
+
+fn is_full_sha(r: &str) -> bool {
+    (r.len() == 40 || r.len() == 64) && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_sha_prefix(r: &str) -> bool {
+    r.len() >= 7 && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Run git; its stdout, or an error naming the source and git's own message. Polls
+/// `cancel` (Ctrl-C) and kills git when it is set.
+fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> BuildResult<String> {
+    use std::io::{Read, Seek};
+    let spawn_err = |e: std::io::Error| BuildError::Invalid(format!("ADD {src}: running git: {e}"));
+    // Files, not pipes: ls-remote of a big repository writes more than a pipe holds.
+    let mut out = tempfile::tempfile().map_err(spawn_err)?;
+    let mut err = tempfile::tempfile().map_err(spawn_err)?;
+    let mut cmd = std::process::Command::new("git");
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().map_err(spawn_err)?)
+        .stderr(err.try_clone().map_err(spawn_err)?);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BuildError::Invalid(format!(
+                "ADD {src}: git is not installed, so git repositories cannot be added"
+            )));
+        }
+        Err(e) => return Err(spawn_err(e)),
+    };
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(spawn_err)? {
+            break st;
+        }
+        if cancel.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BuildError::Cancelled);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read = |f: &mut std::fs::File| {
+        let mut v = Vec::new();
+        let _ = f.rewind().and_then(|_| f.read_to_end(&mut v));
+        String::from_utf8_lossy(&v).into_owned()
+    };
+    if !status.success() {
+        return Err(BuildError::Invalid(format!(
+            "ADD {src}: git {} failed: {}",
+            args.first().copied().unwrap_or(""),
+            read(&mut err).trim()
+        )));
+    }
+    Ok(read(&mut out))
+}
+
+/// The commit an ADD of a git source would check out (`git ls-remote`), for its cache
+/// key: a new commit on the branch re-runs the step, the same commit is a cache hit.
+/// `None` when the reference cannot be resolved without fetching (an abbreviated commit).
+pub fn git_commit(src: &str, cancel: &AtomicBool) -> BuildResult<Option<String>> {
+    let g = GitSource::parse(src)?;
+    let r = g.reference.as_deref().unwrap_or("HEAD");
+    if is_full_sha(r) {
+        return Ok(Some(r.to_ascii_lowercase()));
+    }
+    let out = git(&["ls-remote", &g.url, r], None, src, cancel)?;
+    let refs: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
+    for want in [
+        format!("refs/heads/{r}"),
+        format!("refs/tags/{r}^{{}}"),
+        format!("refs/tags/{r}"),
+        format!("{r}^{{}}"),
+        r.to_string(),
+        format!("refs/{r}"),
+    ] {
+        if let Some((sha, _)) = refs.iter().find(|(_, name)| *name == want) {
+            return Ok(Some(sha.to_string()));
+        }
+    }
+    if is_sha_prefix(r) {
+        return Ok(None);
+    }
+    Err(BuildError::Invalid(format!("ADD {src}: the repository has no branch, tag or ref named {r:?}")))
+}
+
+/// Fetch `g` (only the one commit when the server allows) into `to` and check it out;
+/// the commit. `checksum` (ADD --checksum) must be a prefix of the commit.
+fn clone_git(
+    g: &GitSource,
+    to: &Path,
+    keep_git_dir: bool,
+    checksum: Option<&str>,
+    cancel: &AtomicBool,
+) -> BuildResult<String> {
+    let src = &g.url;
+    std::fs::create_dir_all(to).map_err(BuildError::io(to))?;
+    git(&["-c", "init.defaultBranch=main", "init", "-q"], Some(to), src, cancel)?;
+    git(&["remote", "add", "origin", &g.url], Some(to), src, cancel)?;
+    let want = g.reference.as_deref().unwrap_or("HEAD");
+    let target = match git(&["fetch", "-q", "--depth", "1", "--no-tags", "origin", want], Some(to), src, cancel) {
+        Ok(_) => "FETCH_HEAD".to_string(),
+        // Servers that refuse a commit nobody named: fetch everything, then pick it.
+        Err(_) if is_sha_prefix(want) => {
+            git(&["fetch", "-q", "--tags", "origin"], Some(to), src, cancel)?;
+            want.to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    git(&["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target], Some(to), src, cancel)?;
+    let commit = git(&["rev-parse", "HEAD"], Some(to), src, cancel)?.trim().to_string();
+    if let Some(sum) = checksum {
+        if !commit.starts_with(&sum.to_ascii_lowercase()) {
+            return Err(BuildError::Invalid(format!(
+                "ADD {src}: checksum mismatch: expected commit {sum}, got {commit}"
+            )));
+        }
+    }
+    if !keep_git_dir {
+        let d = to.join(".git");
+        std::fs::remove_dir_all(&d).map_err(BuildError::io(&d))?;
+    }
+    Ok(commit)
+}
+
 fn url_file_name(u: &str) -> String {
     let path = u.split(['?', '#']).next().unwrap_or(u);
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
@@ -74,6 +298,7 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
     let remote = b.resolver.remote();
     let to2 = to.clone();
     let url2 = url.to_string();
+    let cancel = b.cancel.clone();
     let (hash, mtime) = remote.block_on(async move {
         let resp = reqwest::get(&url2).await.map_err(|e| BuildError::Invalid(format!("ADD {url2}: {e}")))?;
         let status = resp.status();
@@ -90,6 +315,9 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
         let mut h = sha2::Sha256::new();
         let mut resp = resp;
         while let Some(chunk) = resp.chunk().await.map_err(|e| BuildError::Invalid(format!("ADD {url2}: {e}")))? {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(BuildError::Cancelled);
+            }
             h.update(&chunk);
             std::io::Write::write_all(&mut f, &chunk).map_err(BuildError::io(&to2))?;
         }
@@ -110,35 +338,58 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
     Ok(())
 }
 
-fn clone_git(src: &str, to: &Path, keep_git_dir: bool) -> BuildResult<()> {
-    let (url, reference) = match src.split_once('#') {
-        Some((u, r)) => (u, Some(r.split(':').next().unwrap_or(r))),
-        None => (src, None),
-    };
-    let mut cmd = std::process::Command::new("git");
-    cmd.args(["clone", "--depth", "1", "--quiet"]);
-    if let Some(r) = reference.filter(|r| !r.is_empty()) {
-        cmd.args(["--branch", r]);
-    }
-    cmd.arg(url).arg(to);
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(BuildError::Invalid(format!(
-                "ADD {src}: git is not installed, so git repositories cannot be added"
-            )));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::solver::is_git;
+
+    #[test]
+    fn git_sources_are_detected_like_buildkit() {
+        for s in [
+            "git://127.0.0.1:9418/repo.git#main",
+            "git://host/repo",
+            "https://github.com/moby/buildkit.git",
+            "https://github.com/moby/buildkit.git#v0.10.1:docs",
+            "http://host/r.git?x=1",
+            "git@github.com:moby/buildkit.git",
+            "git@github.com:moby/buildkit#main",
+            "ssh://git@host/repo",
+        ] {
+            assert!(is_git(s), "{s}");
         }
-        Err(e) => return Err(BuildError::Invalid(format!("ADD {src}: running git: {e}"))),
-    };
-    if !out.status.success() {
-        return Err(BuildError::Invalid(format!(
-            "ADD {src}: git clone failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        for s in ["https://example.com/file.tar.gz", "https://host/repo", "repo.git", "./x.git", "dir/sub.git#frag"] {
+            assert!(!is_git(s), "{s}");
+        }
+        let g = GitSource::parse("git://h/r.git#v1:sub/dir/").unwrap();
+        assert_eq!(
+            g,
+            GitSource {
+                url: "git://h/r.git".into(),
+                reference: Some("v1".into()),
+                subdir: Some("sub/dir".into()),
+                ..Default::default()
+            }
+        );
+        let g = GitSource::parse("git@h:r.git").unwrap();
+        assert_eq!((g.url.as_str(), g.reference, g.subdir), ("git@h:r.git", None, None));
+        // Dockerfile 1.18 query options.
+        let g = GitSource::parse("https://h/r.git?tag=v1&subdir=docs&keep-git-dir=true").unwrap();
+        assert_eq!(
+            g,
+            GitSource {
+                url: "https://h/r.git".into(),
+                reference: Some("refs/tags/v1".into()),
+                subdir: Some("docs".into()),
+                checksum: None,
+                keep_git_dir: true
+            }
+        );
+        let g = GitSource::parse("git://h/r.git?commit=ABCDEF1").unwrap();
+        assert_eq!((g.reference.as_deref(), g.checksum.as_deref()), (Some("abcdef1"), Some("abcdef1")));
+        let g = GitSource::parse("git://h/r.git?branch=dev&checksum=abcdef1").unwrap();
+        assert_eq!(g.reference.as_deref(), Some("refs/heads/dev"));
+        assert!(GitSource::parse("git://h/r.git?depth=1").unwrap_err().to_string().contains("\"depth\""));
+        assert!(GitSource::parse("git://h/r.git?branch=a#b").is_err());
+        assert!(GitSource::parse("git://h/r.git#main:../etc").is_err());
     }
-    if !keep_git_dir {
-        let g = to.join(".git");
-        std::fs::remove_dir_all(&g).map_err(BuildError::io(&g))?;
-    }
-    Ok(())
 }

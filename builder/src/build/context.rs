@@ -42,8 +42,10 @@ impl Context {
     /// directory under `tmp_parent`. Its own `.dockerignore` applies.
     pub fn from_tar(input: impl Read + Send + 'static, tmp_parent: &Path) -> BuildResult<Context> {
         std::fs::create_dir_all(tmp_parent).map_err(BuildError::io(tmp_parent))?;
-        let tmp =
-            tempfile::Builder::new().prefix("context-").tempdir_in(tmp_parent).map_err(BuildError::io(tmp_parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("context-{}-", std::process::id()))
+            .tempdir_in(tmp_parent)
+            .map_err(BuildError::io(tmp_parent))?;
         let opts = rbuild_image::layer::ApplyOptions { privileged: false, ..Default::default() };
         rbuild_image::layer::apply_layer(input, tmp.path(), &opts)
             .map_err(|e| BuildError::Context(format!("reading the context tar from stdin: {e}")))?;

@@ -142,8 +142,8 @@ pub struct Placement {
     pub owner: Option<(u32, u32)>,
     /// Owner of context files without `--chown` (root).
     pub default_owner: Option<(u32, u32)>,
-    /// `--chmod` (octal) for files and directories copied.
-    pub mode: Option<u32>,
+    /// `--chmod` for files and directories copied.
+    pub mode: Option<Chmod>,
     /// Mode for regular files only (ADD of a URL: 0600).
     pub file_mode: Option<u32>,
 }
@@ -159,10 +159,18 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
     };
     let dest_is_dir = p.dest_is_dir || dest_clean.is_empty() || dest_meta.as_ref().is_some_and(|m| m.is_dir());
     let owner = p.owner.or(p.default_owner);
-    let meta_for = |is_file: bool| MetaOverride {
-        uid: owner.map(|o| o.0),
-        gid: owner.map(|o| o.1),
-        mode: if is_file { p.file_mode.or(p.mode) } else { p.mode },
+    // A symbolic --chmod works from each source's own mode, as chmod(1) does.
+    let meta_for = |host: &std::path::Path, is_dir: bool| -> BuildResult<MetaOverride> {
+        let mode = match (&p.mode, p.file_mode) {
+            (_, Some(m)) if !is_dir => Some(m),
+            (None, _) => None,
+            (Some(Chmod::Octal(m)), _) => Some(*m),
+            (Some(c), _) => {
+                let md = std::fs::symlink_metadata(host).map_err(BuildError::io(host))?;
+                Some(c.apply(md.mode() & 0o7777, is_dir))
+            }
+        };
+        Ok(MetaOverride { uid: owner.map(|o| o.0), gid: owner.map(|o| o.1), mode })
     };
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let mut dirs_needed: Vec<String> = Vec::new();
@@ -187,8 +195,9 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
                 let rel = strip(d, &s.rel);
                 let path = join(&target, &rel);
                 let host = tree[d].clone();
-                let is_file = !std::fs::symlink_metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
-                changes.insert(path.clone(), Change::Add(AddEntry { path, source: host, meta: meta_for(is_file) }));
+                let is_dir = std::fs::symlink_metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
+                let meta = meta_for(&host, is_dir)?;
+                changes.insert(path.clone(), Change::Add(AddEntry { path, source: host, meta }));
             }
         } else {
             let path = if p.parents {
@@ -205,7 +214,8 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
                 dirs_needed.push(parent);
             }
             let host = tree[&s.rel].clone();
-            changes.insert(path.clone(), Change::Add(AddEntry { path, source: host, meta: meta_for(true) }));
+            let meta = meta_for(&host, false)?;
+            changes.insert(path.clone(), Change::Add(AddEntry { path, source: host, meta }));
         }
     }
     // Create the destination directories and their parents that the image lacks, owned
@@ -233,12 +243,142 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
     Ok(changes.into_values().collect())
 }
 
-/// Parse `--chmod`: octal only (symbolic modes are refused with a clear message).
-pub fn parse_chmod(s: &str) -> BuildResult<u32> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| BuildError::Invalid(format!("--chmod={s}: only octal modes (like 755) are supported")))
+/// A `--chmod` value: octal (`755`), or symbolic as chmod(1) and BuildKit (Dockerfile 1.14)
+/// take it (`u=rwx,g=rx,o=`, `+x`, `a+r,u+w`, `go-w`, `a+X`), applied to each file's own mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chmod {
+    /// The same mode for everything.
+    Octal(u32),
+    /// Clauses applied in order to each source's mode.
+    Symbolic(Vec<ChmodClause>),
+}
+
+/// One `[ugoa]*([-+=]perms)+` clause of a symbolic mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChmodClause {
+    /// The bits `u`, `g`, `o` select (all when none is given; no umask in a build).
+    who: u32,
+    /// Operator and what it applies.
+    ops: Vec<(char, ChmodPerm)>,
+}
+
+/// The right-hand side of a clause operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChmodPerm {
+    /// `r`, `w`, `x`, `s`, `t` as bits; `X` separately (execute only for directories and
+    /// files some execute bit is already set on).
+    Bits { bits: u32, big_x: bool },
+    /// `u`, `g` or `o`: copy that class's current permissions.
+    Copy(char),
+}
+
+impl Chmod {
+    /// The mode a source with `mode` gets.
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let clauses = match self {
+            Chmod::Octal(m) => return *m,
+            Chmod::Symbolic(c) => c,
+        };
+        let mut cur = mode & 0o7777;
+        for c in clauses {
+            for (op, perm) in &c.ops {
+                let val = match perm {
+                    ChmodPerm::Bits { bits, big_x } => {
+                        let x = if *big_x && (is_dir || cur & 0o111 != 0) { 0o111 } else { 0 };
+                        bits | x
+                    }
+                    ChmodPerm::Copy(class) => {
+                        let b = match class {
+                            'u' => (cur >> 6) & 7,
+                            'g' => (cur >> 3) & 7,
+                            _ => cur & 7,
+                        };
+                        b * 0o111
+                    }
+                };
+                let val = val & c.who;
+                cur = match op {
+                    '+' => cur | val,
+                    '-' => cur & !val,
+                    _ => (cur & !c.who) | val,
+                };
+            }
+        }
+        cur
+    }
+}
+
+/// Parse `--chmod`: octal up to 7777, or a symbolic mode. The error names the mode and
+/// what is wrong in it (the step adds the Dockerfile line).
+pub fn parse_chmod(s: &str) -> BuildResult<Chmod> {
+    let bad = |why: String| {
+        BuildError::Invalid(format!(
+            "--chmod={s}: {why} (use an octal mode like 755 or a symbolic one like u=rwx,g=rx,o=)"
+        ))
+    };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return u32::from_str_radix(s, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(Chmod::Octal)
+            .ok_or_else(|| bad("an octal mode is between 0 and 7777".into()));
+    }
+    if s.is_empty() {
+        return Err(bad("the mode is empty".into()));
+    }
+    let mut clauses = Vec::new();
+    for part in s.split(',') {
+        let mut chars = part.chars().peekable();
+        let mut who = 0u32;
+        while let Some(&c) = chars.peek() {
+            who |= match c {
+                'u' => 0o4700,
+                'g' => 0o2070,
+                'o' => 0o1007,
+                'a' => 0o7777,
+                _ => break,
+            };
+            chars.next();
+        }
+        if who == 0 {
+            who = 0o7777;
+        }
+        let mut ops = Vec::new();
+        while let Some(op) = chars.next() {
+            if !matches!(op, '+' | '-' | '=') {
+                return Err(bad(format!("{op:?} in {part:?} is not an operator (+, - or =)")));
+            }
+            let mut bits = 0u32;
+            let mut big_x = false;
+            let mut copy = None;
+            let mut any_bits = false;
+            while let Some(&c) = chars.peek() {
+                match c {
+                    'r' => bits |= 0o444,
+                    'w' => bits |= 0o222,
+                    'x' => bits |= 0o111,
+                    'X' => big_x = true,
+                    's' => bits |= 0o6000,
+                    't' => bits |= 0o1000,
+                    'u' | 'g' | 'o' if copy.is_none() && !any_bits => {
+                        copy = Some(c);
+                        chars.next();
+                        break;
+                    }
+                    '+' | '-' | '=' => break,
+                    c => return Err(bad(format!("{c:?} in {part:?} is not a permission (r, w, x, X, s, t, u, g, o)"))),
+                }
+                any_bits = true;
+                chars.next();
+            }
+            ops.push((op, copy.map(ChmodPerm::Copy).unwrap_or(ChmodPerm::Bits { bits, big_x })));
+        }
+        if ops.is_empty() {
+            return Err(bad(format!("{part:?} has no operator (+, - or =)")));
+        }
+        clauses.push(ChmodClause { who, ops });
+    }
+    Ok(Chmod::Symbolic(clauses))
 }
 
 /// Is the file at `path` an archive ADD extracts (tar, possibly gzip/zstd compressed)?
@@ -330,5 +470,70 @@ mod tests {
         let e = select(&t, &["nope".into()], &[], "the build context", &|_| Some("excluded by .dockerignore".into()))
             .unwrap_err();
         assert!(e.to_string().contains("\"nope\" not found in the build context (excluded by .dockerignore)"), "{e}");
+    }
+
+    #[test]
+    fn chmod_octal_and_symbolic_like_chmod1() {
+        let m = |s: &str, mode: u32, dir: bool| parse_chmod(s).unwrap().apply(mode, dir);
+        assert_eq!(m("755", 0o600, false), 0o755);
+        assert_eq!(m("0640", 0o777, true), 0o640);
+        assert_eq!(m("u=rwx,g=rx,o=", 0o666, false), 0o750);
+        assert_eq!(m("+x", 0o644, false), 0o755);
+        assert_eq!(m("a+r,u+w", 0o000, false), 0o644);
+        assert_eq!(m("go-w", 0o777, false), 0o755);
+        assert_eq!(m("=r", 0o777, false), 0o444);
+        assert_eq!(m("u+s,g+s", 0o755, false), 0o6755);
+        assert_eq!(m("+t", 0o777, true), 0o1777);
+        // X: execute for directories and for files already executable by someone.
+        assert_eq!(m("a+X", 0o644, false), 0o644);
+        assert_eq!(m("a+X", 0o744, false), 0o755);
+        assert_eq!(m("a+X", 0o600, true), 0o711);
+        assert_eq!(m("a=rX,u+w", 0o600, true), 0o755);
+        assert_eq!(m("a=rX,u+w", 0o600, false), 0o644);
+        // Copying a class; several operators in one clause.
+        assert_eq!(m("go=u", 0o750, false), 0o777);
+        assert_eq!(m("g=u-w", 0o640, false), 0o640);
+        assert_eq!(m("u=rw,go=r", 0o777, false), 0o644);
+        for bad in ["", "u", "u=rwz", "8", "10000", "u=rwx,,o=", "a+x;", "=uw"] {
+            let e = parse_chmod(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("--chmod={bad}: ")), "{bad}: {e}");
+        }
+        assert!(parse_chmod("u=rwz").unwrap_err().to_string().contains("'z'"));
+    }
+
+    #[test]
+    fn symbolic_chmod_applies_per_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/sub")).unwrap();
+        std::fs::write(d.path().join("src/run.sh"), "x").unwrap();
+        std::fs::write(d.path().join("src/data"), "d").unwrap();
+        std::fs::set_permissions(d.path().join("src/run.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(d.path().join("src/data"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(d.path().join("src/sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let t = tree_of(d.path());
+        let sel = select(&t, &["src".into()], &[], "ctx", &|_| None).unwrap();
+        let p = Placement {
+            dest: "/app/".into(),
+            dest_is_dir: true,
+            mode: Some(parse_chmod("a+rX").unwrap()),
+            ..Default::default()
+        };
+        let modes: Vec<(String, Option<u32>)> = plan(&t, &sel, &p, None)
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::Add(a) => Some((a.path, a.meta.mode)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("app/data".to_string(), Some(0o644)),
+                ("app/run.sh".to_string(), Some(0o755)),
+                ("app/sub".to_string(), Some(0o755))
+            ]
+        );
     }
 }

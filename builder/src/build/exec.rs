@@ -8,9 +8,9 @@ use super::solver::{Builder, State, state_of_image};
 use crate::sandbox::{
     BindSource, CacheSharing, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox, SecretSource, Stream,
 };
-use crate::snapshot::{self, DiffSource, Snapshotter, WhiteoutStyle};
+use crate::snapshot::{self, Snapshotter};
 use rbuild_frontend::graph::{ExecOp, MountType, NetworkMode, Sharing, SourceRef, Step};
-use rbuild_image::layer::{ApplyOptions, Change, OverlayXattr, WhiteoutMode, WriterOptions};
+use rbuild_image::layer::{Change, WriterOptions};
 use std::sync::Arc;
 
 impl Builder<'_> {
@@ -19,7 +19,18 @@ impl Builder<'_> {
         s.as_ref().map(|b| b.as_ref()).map_err(|e| BuildError::Invalid(format!("snapshots: {e}")))
     }
 
-    /// Unpack a state's layers as committed snapshots; the top chain ID.
+    /// The sandbox RUN steps (and rootless extractions) go through.
+    fn sandbox(&self) -> BuildResult<Sandbox> {
+        let sandbox = Sandbox::new(self.store.root())?;
+        Ok(match &self.req.init_exe {
+            Some(p) => sandbox.with_init_exe(p.clone()),
+            None => sandbox,
+        })
+    }
+
+    /// Unpack a state's layers as committed snapshots; the top chain ID. Rootless with
+    /// subordinate ids, layers are applied inside the sandbox's user namespace so their
+    /// files keep the owners the image gives them.
     fn unpack(&self, st: &State) -> BuildResult<Option<String>> {
         for l in &st.layers {
             self.ensure_local(l)?;
@@ -28,9 +39,19 @@ impl Builder<'_> {
         let diff_ids: Vec<_> = st.layers.iter().map(|l| l.diff_id.clone()).collect();
         let store = &self.store;
         let layers = &st.layers;
+        let in_userns = if nix::unistd::geteuid().is_root() {
+            None
+        } else {
+            Some(self.sandbox()?).filter(|s| s.extracts_in_userns())
+        };
         let top = snapshot::unpack(sn, &diff_ids, &mut |i, dir, style| {
             let f = store.open_blob(&layers[i].desc.digest)?;
-            rbuild_image::layer::apply_layer(f, dir, &apply_options(style))?;
+            match &in_userns {
+                Some(sb) => sb.apply_layer(f, dir, style, None, None)?,
+                None => {
+                    rbuild_image::layer::apply_layer(f, dir, &snapshot::apply_options(style))?;
+                }
+            }
             Ok(())
         })?;
         Ok(top)
@@ -70,11 +91,30 @@ impl Builder<'_> {
             }
         };
         let opts = WriterOptions { source_date_epoch: self.req.source_date_epoch, xattrs: true };
+        // Rootless with subordinate ids, the tar goes to an applier in the user namespace
+        // (owners as the layer says); else it is applied here.
+        let in_userns = if nix::unistd::geteuid().is_root() {
+            None
+        } else {
+            self.sandbox().ok().filter(|s| s.extracts_in_userns())
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
         let (written, applied) = std::thread::scope(|s| {
             let dir = &dir;
-            let applier = s.spawn(move || {
-                rbuild_image::layer::apply_tar(ChanReader { rx, cur: Vec::new(), pos: 0 }, dir, &apply_options(style))
+            let in_userns = &in_userns;
+            let applier = s.spawn(move || -> BuildResult<()> {
+                let mut r = ChanReader { rx, cur: Vec::new(), pos: 0 };
+                match in_userns {
+                    Some(sb) => {
+                        let mut a = sb.layer_applier(dir, style)?;
+                        std::io::copy(&mut r, &mut a).map_err(BuildError::io(dir))?;
+                        a.finish()?;
+                    }
+                    None => {
+                        rbuild_image::layer::apply_tar(r, dir, &snapshot::apply_options(style))?;
+                    }
+                }
+                Ok(())
             });
             let written = (move || -> BuildResult<LayerRecord> {
                 let w = self.store.ingest()?;
@@ -273,11 +313,7 @@ impl Builder<'_> {
             extra_hosts: Vec::new(),
             timeout: None,
         };
-        let sandbox = Sandbox::new(self.store.root())?;
-        let sandbox = match &self.req.init_exe {
-            Some(p) => sandbox.with_init_exe(p.clone()),
-            None => sandbox,
-        };
+        let sandbox = self.sandbox()?;
         let progress = self.progress.clone();
         let mut io = RunIo::capture(move |_s: Stream, bytes: &[u8]| progress.output(n, bytes));
         io.cancel = Some(Arc::clone(&self.cancel));
@@ -306,24 +342,29 @@ impl Builder<'_> {
             });
         }
         let sn = self.snapshotter()?;
-        let changes = match sn.diff_source(key)? {
-            DiffSource::Upper { upper } => {
-                let all = rbuild_image::layer::changes_from_overlay_upper(&upper)?;
-                filter_mountpoints(all, &outcome.mountpoints, &outcome.created_parents)
-            }
-            DiffSource::Walk { lower, upper } => {
-                let all = walk_diff(lower.as_deref(), &upper)?;
-                filter_mountpoints(all, &outcome.mountpoints, &outcome.created_parents)
-            }
+        // Rootless, the upperdir holds host ids (the caller, subordinate ids): the layer
+        // records the ones the command saw in its user namespace.
+        let exclude = crate::diff::Exclude {
+            paths: outcome.mountpoints.clone(),
+            if_empty: outcome.created_parents.clone(),
+            if_unchanged: Vec::new(),
         };
-        let changes = self.drop_untouched_dirs(changes, parent)?;
+        let changes = crate::diff::changes_mapped(&sn.diff_source(key)?, &exclude, sandbox.id_map())?;
+        let changes = self.drop_untouched_dirs(changes, parent, sandbox.id_map())?;
         let diff_ids = parent.layers.iter().map(|l| l.diff_id.clone()).collect();
         Ok(Some((changes, diff_ids)))
     }
 
     /// A directory copied up only because the sandbox put a mount point in it (`/etc` for
-    /// `/etc/hosts`) and otherwise unchanged stays out of the layer.
-    fn drop_untouched_dirs(&self, changes: Vec<Change>, parent: &State) -> BuildResult<Vec<Change>> {
+    /// `/etc/hosts`) and otherwise unchanged stays out of the layer. Owners are compared
+    /// as the layers record them: a change's own (mapped back from the user namespace when
+    /// rootless), else the host's through `map`.
+    fn drop_untouched_dirs(
+        &self,
+        changes: Vec<Change>,
+        parent: &State,
+        map: Option<&crate::sandbox::IdMap>,
+    ) -> BuildResult<Vec<Change>> {
         use std::os::unix::fs::MetadataExt;
         let paths: Vec<String> = changes.iter().map(path_of).collect();
         let has_child =
@@ -344,8 +385,13 @@ impl Builder<'_> {
                                 view = Some(self.view(parent)?);
                             }
                             let v = view.as_ref().expect("set");
+                            let uid = a.meta.uid.or_else(|| map.map_or(Some(md.uid()), |m| m.uid_inside(md.uid())));
+                            let gid = a.meta.gid.or_else(|| map.map_or(Some(md.gid()), |m| m.gid_inside(md.gid())));
                             if let Some((_, m)) = v.lookup_raw(&p) {
-                                if m.is_dir() && m.mode == md.mode() & 0o7777 && m.uid == md.uid() && m.gid == md.gid()
+                                if m.is_dir()
+                                    && m.mode == md.mode() & 0o7777
+                                    && Some(m.uid) == uid
+                                    && Some(m.gid) == gid
                                 {
                                     continue;
                                 }
@@ -358,18 +404,6 @@ impl Builder<'_> {
         }
         Ok(out)
     }
-}
-
-/// How a layer is applied into a snapshot directory of the given style.
-fn apply_options(style: WhiteoutStyle) -> ApplyOptions {
-    let rootless = !nix::unistd::geteuid().is_root();
-    let whiteouts = match style {
-        WhiteoutStyle::Overlay => {
-            WhiteoutMode::Overlay { xattr: if rootless { OverlayXattr::User } else { OverlayXattr::Trusted } }
-        }
-        WhiteoutStyle::Delete => WhiteoutMode::Apply,
-    };
-    ApplyOptions { whiteouts, ..Default::default() }
 }
 
 /// Bytes handed to the applier in chunks this big (a tar header alone is 512 bytes).
@@ -460,79 +494,4 @@ fn path_of(c: &Change) -> String {
         Change::Whiteout(p) | Change::Opaque(p) => p,
     };
     super::view::clean(p)
-}
-
-/// Leave out what the sandbox made only to mount things on (and parents it created for
-/// them, unless the command put something else there).
-fn filter_mountpoints(all: Vec<Change>, mountpoints: &[String], created: &[String]) -> Vec<Change> {
-    let mps: Vec<String> = mountpoints.iter().map(|m| super::view::clean(m)).collect();
-    let under = |p: &str, m: &str| p == m || (p.starts_with(m) && p.as_bytes().get(m.len()) == Some(&b'/'));
-    let kept: Vec<Change> = all.into_iter().filter(|c| !mps.iter().any(|m| under(&path_of(c), m))).collect();
-    let created: Vec<String> = created.iter().map(|c| super::view::clean(c)).collect();
-    let mut out = Vec::new();
-    for c in &kept {
-        let p = path_of(c);
-        if created.contains(&p) && matches!(c, Change::Add(_)) {
-            let other = kept.iter().any(|o| {
-                let op = path_of(o);
-                op != p && under(&op, &p)
-            });
-            if !other {
-                continue;
-            }
-        }
-        out.push(c.clone());
-    }
-    out
-}
-
-/// The copy driver's diff: compare two whole trees (files by metadata and content).
-fn walk_diff(lower: Option<&std::path::Path>, upper: &std::path::Path) -> BuildResult<Vec<Change>> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for ent in walkdir::WalkDir::new(upper).follow_links(false).min_depth(1).sort_by_file_name() {
-        let ent = ent.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", upper.display())))?;
-        let rel = ent.path().strip_prefix(upper).expect("under").to_string_lossy().into_owned();
-        seen.insert(rel.clone());
-        let md = ent.metadata().map_err(|e| BuildError::Invalid(e.to_string()))?;
-        let same = lower.and_then(|l| std::fs::symlink_metadata(l.join(&rel)).ok()).is_some_and(|lm| {
-            lm.mode() == md.mode()
-                && lm.uid() == md.uid()
-                && lm.gid() == md.gid()
-                && lm.size() == md.size()
-                && lm.mtime() == md.mtime()
-                && lm.mtime_nsec() == md.mtime_nsec()
-                && (!md.is_file() || lm.ino() == md.ino() || same_content(&lower.expect("some").join(&rel), ent.path()))
-                && (!md.file_type().is_symlink()
-                    || std::fs::read_link(ent.path()).ok() == std::fs::read_link(lower.expect("some").join(&rel)).ok())
-        });
-        if !same {
-            out.push(Change::Add(rbuild_image::layer::AddEntry {
-                path: rel,
-                source: ent.into_path(),
-                meta: Default::default(),
-            }));
-        }
-    }
-    if let Some(l) = lower {
-        for ent in walkdir::WalkDir::new(l).follow_links(false).min_depth(1) {
-            let ent = ent.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", l.display())))?;
-            let rel = ent.path().strip_prefix(l).expect("under").to_string_lossy().into_owned();
-            if !seen.contains(&rel) {
-                let parent_gone = rel.rfind('/').is_some_and(|i| !seen.contains(&rel[..i]));
-                if !parent_gone {
-                    out.push(Change::Whiteout(rel));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn same_content(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (std::fs::read(a), std::fs::read(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }

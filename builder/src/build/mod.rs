@@ -9,9 +9,13 @@
 //!
 //! Layers made by a build are stored uncompressed (their digest is their diffID) and
 //! compressed only when they leave the machine or `--compression` says so.
+//!
+//! A build is cancelled through its cancel flag ([`cancel`] sets it on SIGINT/SIGTERM): no
+//! step starts after it, the running RUN's sandbox is killed, and no tag is written.
 
 mod add;
 pub mod cache;
+pub mod cancel;
 pub mod config;
 pub mod context;
 pub mod copy;
@@ -274,9 +278,16 @@ pub fn build(
             progress.message(&format!("WARNING: importing cache {c:?}: {e}"));
         }
     }
-    let result = builder.solve().map_err(|e| BuildError::Frontend(e.render(&dockerfile_name, &text)));
+    let result = builder.solve().map_err(|e| match e {
+        BuildError::Cancelled => BuildError::Cancelled,
+        e => BuildError::Frontend(e.render(&dockerfile_name, &text)),
+    });
     let _ = builder.stat.save();
     let state = result?;
+    let check_cancel = || {
+        if builder.cancel.load(std::sync::atomic::Ordering::SeqCst) { Err(BuildError::Cancelled) } else { Ok(()) }
+    };
+    check_cancel()?;
     builder.cache.pin()?;
     let stage = graph.stage(graph.target).ok_or_else(|| BuildError::Invalid("no target stage".into()))?;
 
@@ -316,6 +327,11 @@ pub fn build(
     }
     let to_store = req.outputs.is_empty() || req.outputs.iter().any(|o| o.kind == OutputKind::Image);
     let mut written_tags = Vec::new();
+    // Tags are the point of no return: a cancelled build leaves none.
+    if let Err(e) = check_cancel() {
+        progress.error(n, &e.to_string());
+        return Err(e);
+    }
     if to_store {
         for t in &tags {
             store.tag(t, &desc)?;
@@ -355,6 +371,7 @@ pub fn build(
         let client = resolver.remote().client()?;
         let rp: Arc<dyn rbuild_registry_client::Progress> = Arc::new(rbuild_registry_client::progress::NoProgress);
         for t in &tags {
+            check_cancel()?;
             let n = progress.start(&format!("pushing {t}"));
             match resolver.remote().block_on(client.push(store, &raw, t, &rp)) {
                 Ok(p) => {

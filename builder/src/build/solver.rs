@@ -69,6 +69,8 @@ pub struct Builder<'a> {
     first_error: Mutex<Option<BuildError>>,
     pub(crate) records_used: Mutex<Vec<(String, Record)>>,
     pub(crate) snapshotter: OnceLock<Result<Box<dyn crate::snapshot::Snapshotter>, String>>,
+    /// Base images whose metadata step was shown (once per image, as BuildKit does).
+    metadata_shown: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A cache key: blake3 over its parts.
@@ -95,8 +97,10 @@ impl<'a> Builder<'a> {
         cancel: Arc<AtomicBool>,
     ) -> BuildResult<Builder<'a>> {
         let tmp_parent = store.root().join("tmp");
-        let tmp =
-            tempfile::Builder::new().prefix("build-").tempdir_in(&tmp_parent).map_err(BuildError::io(&tmp_parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("build-{}-", std::process::id()))
+            .tempdir_in(&tmp_parent)
+            .map_err(BuildError::io(&tmp_parent))?;
         Ok(Builder {
             req,
             graph,
@@ -116,6 +120,7 @@ impl<'a> Builder<'a> {
             first_error: Mutex::new(None),
             records_used: Mutex::new(Vec::new()),
             snapshotter: OnceLock::new(),
+            metadata_shown: Mutex::new(Default::default()),
         })
     }
 
@@ -202,15 +207,20 @@ impl<'a> Builder<'a> {
             }
             SourceOp::Stage { index, .. } => self.stage_state(*index),
             SourceOp::Image { reference, .. } => {
-                let n = self.progress.start(&format!("[internal] load metadata for {reference}"));
+                let first = self.metadata_shown.lock().expect("lock").insert(reference.to_string());
+                let n = first.then(|| self.progress.start(&format!("[internal] load metadata for {reference}")));
                 let b = match self.resolver.base(reference) {
                     Ok(b) => b,
                     Err(e) => {
-                        self.progress.error(n, &e.to_string());
+                        if let Some(n) = n {
+                            self.progress.error(n, &e.to_string());
+                        }
                         return Err(e);
                     }
                 };
-                self.progress.done(n);
+                if let Some(n) = n {
+                    self.progress.done(n);
+                }
                 let n = self.progress.start(&format!("{label}@{}", b.manifest.digest()));
                 self.progress.done(n);
                 Ok(state_of_image(&b))
@@ -324,8 +334,18 @@ impl<'a> Builder<'a> {
             Op::Copy(c) => match &c.from {
                 SourceRef::Context => {
                     if c.add && c.sources.iter().any(|s| is_remote(s)) {
-                        // URLs and git repositories: the checksum when given, else fetched
-                        // content is hashed at execution (never cached without a checksum).
+                        // Git repositories: the commit each resolves to (`git ls-remote`).
+                        // URLs: the checksum when given, else never cached.
+                        if c.sources.iter().all(|s| is_git(s)) {
+                            let mut key = String::new();
+                            for s in &c.sources {
+                                match super::add::git_commit(s, &self.cancel)? {
+                                    Some(commit) => key.push_str(&format!("git:{s}@{commit}\n")),
+                                    None => return Ok(format!("remote:{}", uuid_like())),
+                                }
+                            }
+                            return Ok(key);
+                        }
                         return Ok(match &c.checksum {
                             Some(sum) => format!("checksum:{sum}"),
                             None => format!("remote:{}", uuid_like()),
@@ -373,6 +393,9 @@ impl<'a> Builder<'a> {
     }
 
     pub(crate) fn missing_hint(&self, rel: &str) -> Option<String> {
+        if super::glob::has_meta(rel) {
+            return self.missing_glob_hint(rel);
+        }
         let p = self.ctx.root().join(rel);
         if std::fs::symlink_metadata(&p).is_ok() && self.ctx.is_ignored(rel) {
             return Some("excluded by .dockerignore".into());
@@ -382,6 +405,43 @@ impl<'a> Builder<'a> {
             cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
             if self.ctx.is_ignored(&cur) && std::fs::symlink_metadata(self.ctx.root().join(&cur)).is_ok() {
                 return Some(format!("{cur} is excluded by .dockerignore"));
+            }
+        }
+        None
+    }
+
+    /// A wildcard source that matched nothing: is a file on disk that it matches kept out
+    /// by .dockerignore? (Looks at the disk only on this error path.)
+    fn missing_glob_hint(&self, pattern: &str) -> Option<String> {
+        let comps: Vec<&str> = pattern.split('/').collect();
+        let root = self.ctx.root();
+        let rel_of = |p: &std::path::Path| p.strip_prefix(root).ok().map(|r| r.to_string_lossy().into_owned());
+        let walker = walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .max_depth(comps.len())
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| {
+                rel_of(e.path()).is_some_and(|r| {
+                    let d = r.split('/').count();
+                    d <= comps.len() && super::glob::matches(&comps[..d].join("/"), &r)
+                })
+            });
+        for e in walker.flatten() {
+            if e.depth() != comps.len() {
+                continue;
+            }
+            let Some(r) = rel_of(e.path()) else { continue };
+            let mut cur = String::new();
+            for comp in r.split('/') {
+                cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
+                if self.ctx.is_ignored(&cur) {
+                    return Some(if cur == r {
+                        format!("{r} matches but is excluded by .dockerignore")
+                    } else {
+                        format!("{r} matches but {cur} is excluded by .dockerignore")
+                    });
+                }
             }
         }
         None
@@ -546,7 +606,7 @@ impl<'a> Builder<'a> {
             parents: c.parents,
             owner,
             default_owner: None,
-            mode,
+            mode: mode.clone(),
             file_mode: None,
         };
         let mut changes = Vec::new();
@@ -575,7 +635,7 @@ impl<'a> Builder<'a> {
                 let (tree, names) = super::add::fetch_remote(self, c, n)?;
                 placement.default_owner = Some((0, 0));
                 if c.sources.iter().any(|s| is_url(s)) {
-                    placement.file_mode = Some(mode.unwrap_or(0o600));
+                    placement.file_mode = Some(mode.as_ref().map(|m| m.apply(0o600, false)).unwrap_or(0o600));
                 }
                 let sel = copy::select(&tree, &names, &c.exclude, "the downloaded sources", &|_| None)?;
                 changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
@@ -701,9 +761,25 @@ pub fn is_url(s: &str) -> bool {
     (s.starts_with("http://") || s.starts_with("https://")) && !is_git(s)
 }
 
-/// A git repository (`git@…`, `git://…`, `….git`, `…#ref`).
+/// A git repository, as BuildKit tells one: `git://…`, `ssh://…`, an scp-like
+/// `user@host:path`, or an http(s) URL whose path ends in `.git` (a fragment `#ref:dir`
+/// may follow any of them).
 pub fn is_git(s: &str) -> bool {
-    s.starts_with("git@") || s.starts_with("git://") || s.split('#').next().is_some_and(|u| u.ends_with(".git"))
+    let url = s.split('#').next().unwrap_or(s);
+    if url.starts_with("git://") || url.starts_with("ssh://") {
+        return true;
+    }
+    if let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
+        let path = rest.split('?').next().unwrap_or(rest);
+        return path.contains('/') && path.ends_with(".git");
+    }
+    // user@host:path, user [A-Za-z0-9_-]+ and host [A-Za-z0-9.-]+.
+    let Some((user, rest)) = url.split_once('@') else { return false };
+    let Some((host, _path)) = rest.split_once(':') else { return false };
+    !user.is_empty()
+        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 fn uuid_like() -> String {

@@ -8,6 +8,11 @@
 //! sandbox mounts lives in its own mount namespace and vanishes with it; its scratch
 //! directory `<root>/tmp/sandbox-<pid>-<n>` is removed after the run, and by the next
 //! [`Sandbox::new`] when its process was killed.
+//!
+//! Rootless with subordinate ids, files belong to ids the caller cannot chown to, read or
+//! delete on the host; the same init, in its user namespace as root there, applies image
+//! layers ([`Sandbox::apply_layer`], [`Sandbox::layer_applier`]), copies snapshot trees
+//! ([`Sandbox::copy_tree`]) and removes them ([`Sandbox::remove_tree`]).
 
 pub mod idmap;
 pub(crate) mod init;
@@ -117,9 +122,15 @@ impl Sandbox {
     /// root inside is the caller, and ids 1.. are the caller's ranges in /etc/subuid and
     /// /etc/subgid when it has some and newuidmap/newgidmap are installed ([`IdMap`]).
     pub fn new(root: &Path) -> Result<Sandbox> {
+        let sb = Sandbox::open(root)?;
+        sb.cleanup_stale();
+        Ok(sb)
+    }
+
+    /// [`Sandbox::new`] without the cleanup.
+    fn open(root: &Path) -> Result<Sandbox> {
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
-        cleanup_stale(root);
         let uid = nix::unistd::geteuid();
         let rootless = (!uid.is_root()).then(|| (uid.as_raw(), nix::unistd::getegid().as_raw()));
         let id_map = rootless.map(|(u, g)| IdMap::for_caller(u, g));
@@ -162,28 +173,88 @@ impl Sandbox {
     /// namespace, as root there (podman's `unshare rm`).
     pub fn remove_tree(&self, path: &Path) -> Result<()> {
         let first = crate::util::remove_tree(path);
-        if first.is_ok() || !self.id_map.as_ref().is_some_and(|m| m.is_multi()) {
+        if first.is_ok() || !self.extracts_in_userns() {
             return first;
         }
-        let scratch = self.scratch()?;
-        let mut spec = self.base_spec(&scratch);
+        let mut spec = self.base_spec(&self.root.join("tmp"));
         spec.remove = vec![path.to_path_buf()];
-        let r = (|| {
-            let (mut child, mut status) = self.spawn_init(&spec, [Stdio::null(), Stdio::null(), Stdio::null()])?;
-            let mut msg = String::new();
-            let _ = status.read_to_string(&mut msg);
-            child.wait()?;
-            match msg.trim() {
-                "P ok" => Ok(()),
-                m => Err(Error::Sandbox(format!(
-                    "removing {} in the user namespace: {}",
-                    path.display(),
-                    m.strip_prefix("S ").unwrap_or(NO_INIT)
-                ))),
-            }
-        })();
-        let _ = crate::util::remove_tree(&scratch);
-        r
+        self.in_userns(&spec, &format!("removing {} in the user namespace", path.display()))
+    }
+
+    /// Copy the tree `from` to `to` (which must not exist) keeping owners, modes, times
+    /// and xattrs: rootless with subordinate ids, from inside the user namespace, where
+    /// files of other users can be read and chowned; else here.
+    pub fn copy_tree(&self, from: &Path, to: &Path) -> Result<()> {
+        if !self.extracts_in_userns() {
+            return crate::util::copy_tree(from, to);
+        }
+        let mut spec = self.base_spec(&self.root.join("tmp"));
+        spec.copy = Some((from.to_path_buf(), to.to_path_buf()));
+        self.in_userns(&spec, &format!("copying {} in the user namespace", from.display()))
+    }
+
+    /// Run the init in one of its user-namespace modes (remove, copy) and wait for `P ok`.
+    fn in_userns(&self, spec: &InitSpec, what: &str) -> Result<()> {
+        let (mut child, mut status) = self.spawn_init(spec, [Stdio::null(), Stdio::null(), Stdio::inherit()])?;
+        let mut msg = String::new();
+        let _ = status.read_to_string(&mut msg);
+        child.wait().map_err(|e| Error::Sandbox(format!("{what}: waiting: {e}")))?;
+        match msg.trim() {
+            "P ok" => Ok(()),
+            m => Err(Error::Sandbox(format!("{what}: {}", m.strip_prefix("S ").unwrap_or(NO_INIT)))),
+        }
+    }
+
+    /// Must layers be applied through [`Sandbox::apply_layer`] / [`Sandbox::layer_applier`]
+    /// (rootless with subordinate ids: only root of the user namespace can give files the
+    /// owners the image says)? Otherwise apply them in-process.
+    pub fn extracts_in_userns(&self) -> bool {
+        self.id_map.as_ref().is_some_and(|m| m.is_multi())
+    }
+
+    /// Apply a layer blob (compressed or not) into `dir` as root of the user namespace,
+    /// verifying it against `digest` (and size) and `diff_id` when given. Rootless with
+    /// subordinate ids only (see [`Sandbox::extracts_in_userns`]).
+    pub fn apply_layer(
+        &self,
+        blob: std::fs::File,
+        dir: &Path,
+        style: crate::snapshot::WhiteoutStyle,
+        digest: Option<(rbuild_image::Digest, u64)>,
+        diff_id: Option<rbuild_image::Digest>,
+    ) -> Result<()> {
+        self.spawn_applier(Stdio::from(blob), dir, style, digest, diff_id)?.finish()
+    }
+
+    /// A writer whose bytes (a layer tar, compressed or not) are applied into `dir` as
+    /// root of the user namespace; [`LayerApplier::finish`] says whether it worked.
+    pub fn layer_applier(&self, dir: &Path, style: crate::snapshot::WhiteoutStyle) -> Result<LayerApplier> {
+        self.spawn_applier(Stdio::piped(), dir, style, None, None)
+    }
+
+    fn spawn_applier(
+        &self,
+        input: Stdio,
+        dir: &Path,
+        style: crate::snapshot::WhiteoutStyle,
+        digest: Option<(rbuild_image::Digest, u64)>,
+        diff_id: Option<rbuild_image::Digest>,
+    ) -> Result<LayerApplier> {
+        if !self.extracts_in_userns() {
+            return Err(Error::Sandbox(
+                "layers are applied in a user namespace only when rootless with subordinate ids".into(),
+            ));
+        }
+        let mut spec = self.base_spec(&self.root.join("tmp"));
+        spec.extract = Some(spec::ExtractSpec {
+            dir: dir.to_path_buf(),
+            overlay: style == crate::snapshot::WhiteoutStyle::Overlay,
+            digest,
+            diff_id,
+        });
+        let (mut child, status) = self.spawn_init(&spec, [input, Stdio::null(), Stdio::inherit()])?;
+        let input = child.stdin.take();
+        Ok(LayerApplier { child: Some(child), input, status, dir: dir.to_path_buf() })
     }
 
     fn scratch(&self) -> Result<PathBuf> {
@@ -446,6 +517,8 @@ impl Sandbox {
             rootless: self.rootless,
             id_map: self.id_map.clone(),
             remove: Vec::new(),
+            extract: None,
+            copy: None,
             network: Network::Host,
             hostname: "rbuild".into(),
             mounts: Vec::new(),
@@ -458,17 +531,106 @@ impl Sandbox {
     }
 }
 
+/// Applies a layer written into it in the rootless user namespace (from
+/// [`Sandbox::layer_applier`]). Dropped unfinished, the applier is killed.
+pub struct LayerApplier {
+    child: Option<std::process::Child>,
+    input: Option<std::process::ChildStdin>,
+    status: std::fs::File,
+    dir: PathBuf,
+}
+
+impl LayerApplier {
+    /// Close the input and wait: Ok when the whole layer was applied (and verified).
+    pub fn finish(mut self) -> Result<()> {
+        drop(self.input.take());
+        let mut msg = String::new();
+        let _ = self.status.read_to_string(&mut msg);
+        let mut child = self.child.take().expect("not finished");
+        child.wait().map_err(|e| Error::Sandbox(format!("waiting for the layer applier: {e}")))?;
+        match msg.trim() {
+            "P ok" => Ok(()),
+            m => Err(Error::Sandbox(format!(
+                "applying a layer into {} in the user namespace: {}",
+                self.dir.display(),
+                m.strip_prefix("S ").unwrap_or(NO_INIT)
+            ))),
+        }
+    }
+}
+
+impl Write for LayerApplier {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match &mut self.input {
+            Some(w) => w.write(b),
+            None => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the applier reads a file")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.input.as_mut().map_or(Ok(()), |w| w.flush())
+    }
+}
+
+impl Drop for LayerApplier {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Remove `<root>/tmp/sandbox-<pid>-*` directories whose process is gone (a killed parent).
 pub fn cleanup_stale(root: &Path) {
-    let Ok(rd) = std::fs::read_dir(root.join("tmp")) else { return };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("sandbox-").or_else(|| name.strip_prefix("probe-")) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
-        if pid != std::process::id() as i32 && !crate::util::pid_alive(pid) {
-            tracing::debug!("removing {} left by a killed process", e.path().display());
-            let _ = crate::util::remove_tree(&e.path());
+    if let Ok(sb) = Sandbox::open(root) {
+        sb.cleanup_stale();
+    }
+}
+
+impl Sandbox {
+    /// Remove what killed processes left under `<root>/tmp`: sandbox scratch and probe
+    /// directories, and build and context directories named `build-<pid>-…`, `context-<pid>-…`, whose
+    /// process is gone. Rootless, what a non-root `USER` wrote there (a private cache mount) is
+    /// removed from inside the user namespace.
+    fn cleanup_stale(&self) {
+        let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = ["sandbox-", "probe-", "build-", "context-"].iter().find_map(|p| name.strip_prefix(p))
+            else {
+                continue;
+            };
+            // `<prefix><pid>-<anything>`: a name without the pid is not ours to judge.
+            let Some(pid) = rest.split_once('-').and_then(|(p, _)| p.parse::<i32>().ok()) else { continue };
+            if pid != std::process::id() as i32 && !crate::util::pid_alive(pid) {
+                tracing::debug!("removing {} left by a killed process", e.path().display());
+                let _ = self.remove_tree(&e.path());
+            }
         }
+    }
+}
+
+/// Copy a tree of the store under `root` keeping owners ([`Sandbox::copy_tree`]): the
+/// copy snapshot driver's `prepare`.
+pub fn copy_store_tree(root: &Path, from: &Path, to: &Path) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return crate::util::copy_tree(from, to);
+    }
+    Sandbox::open(root)?.copy_tree(from, to)
+}
+
+/// Remove a tree of the store under `root` that a rootless sandbox may have filled with
+/// files of subordinate ids the caller cannot remove itself: a plain removal first, then,
+/// for what is left, from inside the user namespace ([`Sandbox::remove_tree`]).
+pub fn remove_store_tree(root: &Path, path: &Path) -> Result<()> {
+    let first = crate::util::remove_tree(path);
+    if first.is_ok() || nix::unistd::geteuid().is_root() {
+        return first;
+    }
+    match Sandbox::open(root) {
+        Ok(sb) if sb.extracts_in_userns() => sb.remove_tree(path),
+        _ => first,
     }
 }
 

@@ -197,6 +197,14 @@ pub(crate) struct InitSpec {
     /// Remove mode: enter the user namespace, remove these trees, report `P ok`.
     #[serde(default)]
     pub remove: Vec<PathBuf>,
+    /// Extract mode: enter the user namespace, apply the layer read from stdin, report
+    /// `P ok`.
+    #[serde(default)]
+    pub extract: Option<ExtractSpec>,
+    /// Copy mode: enter the user namespace, copy the tree `.0` to `.1` keeping owners,
+    /// report `P ok`.
+    #[serde(default)]
+    pub copy: Option<(PathBuf, PathBuf)>,
     pub network: Network,
     pub hostname: String,
     pub mounts: Vec<InitMount>,
@@ -205,6 +213,20 @@ pub(crate) struct InitSpec {
     pub cwd: String,
     pub user: Option<String>,
     pub tty: bool,
+}
+
+/// A layer the init applies as root of the rootless user namespace, so its files get
+/// the owners the image gives them (internal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExtractSpec {
+    /// The directory to apply into (an extraction snapshot).
+    pub dir: PathBuf,
+    /// Overlay whiteouts (0/0 devices, `user.overlay.opaque`), else whiteouts delete.
+    pub overlay: bool,
+    /// Verify the bytes read against this digest and size (a blob from the store).
+    pub digest: Option<(rbuild_image::Digest, u64)>,
+    /// Verify the uncompressed tar against this diffID.
+    pub diff_id: Option<rbuild_image::Digest>,
 }
 
 /// A mount the init performs, every source already resolved on the host.

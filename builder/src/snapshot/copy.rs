@@ -36,7 +36,7 @@ impl Snapshotter for Copy {
         };
         let src = self.parent_fs(&info)?;
         self.dirs.create(&info, false, |fs| match &src {
-            Some(s) => crate::util::copy_tree(s, fs),
+            Some(s) => self.dirs.copy_tree(s, fs),
             None => std::fs::create_dir(fs).map_err(Error::io(fs)),
         })?;
         self.mounts(key)

@@ -19,6 +19,11 @@
 //! overlay/<key>/work/          overlayfs workdir (active only)
 //! ```
 //! Keys map to directory names with `:` replaced by `_` (`sha256:ab…` -> `sha256_ab…`).
+//!
+//! Rootless with subordinate ids, trees holding files of other ids are copied and removed
+//! from inside the sandbox's user namespace ([`crate::sandbox::remove_store_tree`]), and
+//! [`unpack_image`] applies layers there, so files keep their image owners. [`open`]
+//! removes active snapshots of killed processes.
 
 pub mod copy;
 pub mod overlay;
@@ -159,13 +164,33 @@ pub fn open(root: &Path) -> Result<Box<dyn Snapshotter>> {
             d
         }
     };
-    match driver.as_str() {
-        "overlay" => Ok(Box::new(overlay::Overlay::new(&base.join("overlay"))?)),
-        "copy" => Ok(Box::new(copy::Copy::new(&base.join("copy"))?)),
-        other => Err(Error::Snapshot {
-            key: "driver".into(),
-            reason: format!("unknown snapshot driver {other:?} (overlay or copy)"),
-        }),
+    let sn: Box<dyn Snapshotter> = match driver.as_str() {
+        "overlay" => Box::new(overlay::Overlay::new(&base.join("overlay"))?),
+        "copy" => Box::new(copy::Copy::new(&base.join("copy"))?),
+        other => {
+            return Err(Error::Snapshot {
+                key: "driver".into(),
+                reason: format!("unknown snapshot driver {other:?} (overlay or copy)"),
+            });
+        }
+    };
+    remove_orphans(sn.as_ref());
+    Ok(sn)
+}
+
+/// Remove the active and view snapshots of killed processes (a build's RUN, an
+/// extraction), which nothing will ever commit. Containers' writable layers are kept:
+/// they belong to their records, and `rbuild prune` decides.
+fn remove_orphans(sn: &dyn Snapshotter) {
+    let Ok(all) = sn.list() else { return };
+    for i in all {
+        let orphan = i.kind != Kind::Committed
+            && !i.key.starts_with("container-")
+            && i.pid.is_some_and(|p| p != std::process::id() as i32 && !crate::util::pid_alive(p));
+        if orphan {
+            tracing::debug!("removing snapshot {} left by a killed process", i.key);
+            let _ = sn.remove(&i.key);
+        }
     }
 }
 
@@ -213,36 +238,50 @@ pub fn unpack(
 
 /// [`unpack`] for an image in the store: each missing layer blob is read, verified against
 /// its digest and diffID while it is applied, and committed under its chain ID. Returns
-/// the top chain ID (the parent for a RUN's `prepare`).
+/// the top chain ID (the parent for a RUN's `prepare`). With a rootless `sandbox` that
+/// maps subordinate ids, layers are applied inside its user namespace so files keep the
+/// owners the image gives them (else they would all be the caller's, root inside).
 pub fn unpack_image(
     sn: &dyn Snapshotter,
     store: &rbuild_image::Store,
     layers: &[rbuild_image::Descriptor],
     diff_ids: &[Digest],
+    sandbox: Option<&crate::sandbox::Sandbox>,
 ) -> Result<Option<String>> {
     use rbuild_image::digest::VerifyingReader;
-    use rbuild_image::layer::{ApplyOptions, OverlayXattr, WhiteoutMode, apply_tar, decompress};
+    use rbuild_image::layer::{apply_tar, decompress};
     if layers.len() != diff_ids.len() {
         return Err(Error::Snapshot {
             key: "image".into(),
             reason: format!("{} layers but {} diffIDs in the config", layers.len(), diff_ids.len()),
         });
     }
-    let root = nix::unistd::geteuid().is_root();
+    let in_userns = sandbox.filter(|s| s.extracts_in_userns());
     unpack(sn, diff_ids, &mut |i, dir, style| {
         let blob = store.open_blob(&layers[i].digest)?;
+        if let Some(sb) = in_userns {
+            let digest = Some((layers[i].digest.clone(), layers[i].size));
+            return sb.apply_layer(blob, dir, style, digest, Some(diff_ids[i].clone()));
+        }
         let blob = VerifyingReader::new(blob, layers[i].digest.clone(), Some(layers[i].size));
         let (_, tar) = decompress(blob)?;
         let tar = VerifyingReader::new(tar, diff_ids[i].clone(), None);
-        let whiteouts = match style {
-            WhiteoutStyle::Overlay => {
-                WhiteoutMode::Overlay { xattr: if root { OverlayXattr::Trusted } else { OverlayXattr::User } }
-            }
-            WhiteoutStyle::Delete => WhiteoutMode::Apply,
-        };
-        apply_tar(tar, dir, &ApplyOptions { whiteouts, ..Default::default() })?;
+        apply_tar(tar, dir, &apply_options(style))?;
         Ok(())
     })
+}
+
+/// How a layer is applied in-process into a snapshot directory of the given style.
+pub fn apply_options(style: WhiteoutStyle) -> rbuild_image::layer::ApplyOptions {
+    use rbuild_image::layer::{ApplyOptions, OverlayXattr, WhiteoutMode};
+    let root = nix::unistd::geteuid().is_root();
+    let whiteouts = match style {
+        WhiteoutStyle::Overlay => {
+            WhiteoutMode::Overlay { xattr: if root { OverlayXattr::Trusted } else { OverlayXattr::User } }
+        }
+        WhiteoutStyle::Delete => WhiteoutMode::Apply,
+    };
+    ApplyOptions { whiteouts, ..Default::default() }
 }
 
 /// A process-unique counter value, for temporary keys.
@@ -263,6 +302,8 @@ pub struct PruneReport {
 /// kept or of a live active snapshot, and active snapshots whose process is gone: what
 /// `rbuild prune` calls with the chain IDs of the images it keeps.
 pub fn prune(root: &Path, keep: &HashSet<String>) -> Result<PruneReport> {
+    // And what killed sandboxes left in <root>/tmp.
+    crate::sandbox::cleanup_stale(root);
     let base = root.join("snapshots");
     let mut report = PruneReport::default();
     for driver in ["overlay", "copy"] {
@@ -347,6 +388,23 @@ impl Dirs {
         Ok(Dirs { base: base.to_path_buf() })
     }
 
+    /// The store root (`<root>/snapshots/<driver>` is `base`).
+    fn store_root(&self) -> &Path {
+        self.base.parent().and_then(Path::parent).unwrap_or(&self.base)
+    }
+
+    /// Remove a tree of this driver: rootless, files a non-root `USER` made belong to
+    /// subordinate ids and are removed from inside the user namespace.
+    pub fn remove_tree(&self, p: &Path) -> Result<()> {
+        crate::sandbox::remove_store_tree(self.store_root(), p)
+    }
+
+    /// Copy a tree keeping owners: rootless with subordinate ids, from inside the user
+    /// namespace (files of other users are readable and chownable only there).
+    pub fn copy_tree(&self, from: &Path, to: &Path) -> Result<()> {
+        crate::sandbox::copy_store_tree(self.store_root(), from, to)
+    }
+
     pub fn dir(&self, key: &str) -> Result<PathBuf> {
         Ok(self.base.join(dir_name(key)?))
     }
@@ -391,7 +449,7 @@ impl Dirs {
             std::fs::rename(&tmp, &dst).map_err(Error::io(&dst))
         })();
         if let Err(e) = r {
-            let _ = crate::util::remove_tree(&tmp);
+            let _ = self.remove_tree(&tmp);
             return Err(e);
         }
         Ok(dst)
@@ -419,7 +477,7 @@ impl Dirs {
         match std::fs::rename(&src, &dst) {
             Ok(()) => Ok(()),
             // Lost a race with another committer of the same chain: theirs is as good.
-            Err(_) if dst.exists() => crate::util::remove_tree(&src),
+            Err(_) if dst.exists() => self.remove_tree(&src),
             Err(e) => Err(Error::io(&dst)(e)),
         }
     }
@@ -435,7 +493,7 @@ impl Dirs {
         // Rename first so a half-removed snapshot is never taken for a whole one.
         let tmp = self.base.join(format!(".rm-{}-{}", std::process::id(), unique()));
         std::fs::rename(&dir, &tmp).map_err(Error::io(&dir))?;
-        crate::util::remove_tree(&tmp)
+        self.remove_tree(&tmp)
     }
 
     pub fn list(&self) -> Result<Vec<Info>> {
@@ -447,7 +505,7 @@ impl Dirs {
                 // Leftovers of a killed process: half-made or half-removed.
                 if let Some(pid) = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok()) {
                     if !crate::util::pid_alive(pid) {
-                        let _ = crate::util::remove_tree(&e.path());
+                        let _ = self.remove_tree(&e.path());
                     }
                 }
                 continue;

@@ -62,6 +62,11 @@ pub struct ApplyOptions {
     pub xattrs: bool,
     /// How paths are resolved under the target.
     pub resolve: Resolve,
+    /// With `privileged`, as root of a rootless user namespace (the sandbox's extraction):
+    /// an owner the namespace does not map stays root's, device nodes the kernel refuses
+    /// there are skipped (counted in [`ApplyStats::skipped`]), and refused `trusted.*`
+    /// xattrs are ignored.
+    pub userns: bool,
 }
 
 /// How entry paths are resolved under the target. Both contain every path the same way.
@@ -82,6 +87,7 @@ impl Default for ApplyOptions {
             privileged: nix::unistd::geteuid().is_root(),
             xattrs: true,
             resolve: Resolve::Auto,
+            userns: false,
         }
     }
 }
@@ -426,7 +432,7 @@ impl Applier {
                 self.copy(ent, &mut file, name, pos, &path)?;
                 let fd = file.as_fd();
                 if self.opts.privileged {
-                    sys::fchown(fd, meta.uid, meta.gid).map_err(io_err)?;
+                    self.owned(sys::fchown(fd, meta.uid, meta.gid)).map_err(io_err)?;
                 }
                 // After chown, which clears setuid/setgid bits.
                 sys::fchmod(fd, meta.mode).map_err(io_err)?;
@@ -440,7 +446,7 @@ impl Applier {
                     sys::mkdirat(parent, &leaf, 0o700).map_err(io_err)?;
                 }
                 if self.opts.privileged {
-                    sys::lchownat(parent, &leaf, meta.uid, meta.gid).map_err(io_err)?;
+                    self.owned(sys::lchownat(parent, &leaf, meta.uid, meta.gid)).map_err(io_err)?;
                 }
                 if self.opts.xattrs && !meta.xattrs.is_empty() {
                     let d = sys::openat(parent, &leaf, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
@@ -456,7 +462,7 @@ impl Applier {
                 self.clear_slot(parent, &leaf, false).map_err(io_err)?;
                 sys::symlinkat(&target, parent, &leaf).map_err(io_err)?;
                 if self.opts.privileged {
-                    sys::lchownat(parent, &leaf, meta.uid, meta.gid).map_err(io_err)?;
+                    self.owned(sys::lchownat(parent, &leaf, meta.uid, meta.gid)).map_err(io_err)?;
                 }
                 for (k, v) in &meta.xattrs {
                     if self.opts.xattrs && !super::writer::skip_xattr(k.to_bytes()) {
@@ -513,9 +519,16 @@ impl Applier {
                 let major = ent.header().device_major().map_err(corrupt)?.unwrap_or(0);
                 let minor = ent.header().device_minor().map_err(corrupt)?.unwrap_or(0);
                 self.clear_slot(parent, &leaf, false).map_err(io_err)?;
-                sys::mknodat(parent, &leaf, ft | meta.mode, libc::makedev(major, minor)).map_err(io_err)?;
+                match sys::mknodat(parent, &leaf, ft | meta.mode, libc::makedev(major, minor)) {
+                    Err(e) if self.opts.userns && ft != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
+                        tracing::debug!(entry = name, "skipping a device node: refused in a user namespace");
+                        self.stats.skipped += 1;
+                        return Ok(());
+                    }
+                    r => r.map_err(io_err)?,
+                }
                 if self.opts.privileged {
-                    sys::lchownat(parent, &leaf, meta.uid, meta.gid).map_err(io_err)?;
+                    self.owned(sys::lchownat(parent, &leaf, meta.uid, meta.gid)).map_err(io_err)?;
                 }
                 sys::lchmodat(parent, &leaf, meta.mode).map_err(io_err)?;
                 sys::lutimesat(parent, &leaf, meta.mtime).map_err(io_err)?;
@@ -536,6 +549,15 @@ impl Applier {
                 format!("parent {:?} is not a directory inside the root ({e})", String::from_utf8_lossy(parent)),
             ),
             _ => Error::Io { path: self.root.host_path(parent), source: e },
+        }
+    }
+
+    /// A chown's result: in a user namespace, an owner it does not map (EINVAL) is left as
+    /// it is (root of the namespace).
+    fn owned(&self, r: io::Result<()>) -> io::Result<()> {
+        match r {
+            Err(e) if self.opts.userns && e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            r => r,
         }
     }
 
@@ -618,7 +640,7 @@ impl Applier {
         let privileged_ns = k.starts_with(b"trusted.") || k.starts_with(b"security.");
         let ignorable = match e.raw_os_error() {
             Some(libc::ENOTSUP) => true,
-            Some(libc::EPERM) | Some(libc::EACCES) => privileged_ns && !self.opts.privileged,
+            Some(libc::EPERM) | Some(libc::EACCES) => privileged_ns && (!self.opts.privileged || self.opts.userns),
             _ => false,
         };
         if ignorable {
@@ -637,7 +659,7 @@ impl Applier {
     fn root_dir(&mut self, meta: &Meta, name: &str) -> Result<()> {
         let fd = self.root.fd.try_clone().map_err(Error::io(&*self.root.path))?;
         if self.opts.privileged {
-            sys::fchown(fd.as_fd(), meta.uid, meta.gid).map_err(Error::io(&*self.root.path))?;
+            self.owned(sys::fchown(fd.as_fd(), meta.uid, meta.gid)).map_err(Error::io(&*self.root.path))?;
         }
         self.set_xattrs_fd(fd.as_fd(), meta, name, b"")?;
         self.dirs.insert(Vec::new(), (meta.mode, meta.mtime));
@@ -692,7 +714,7 @@ impl Applier {
                     Err(e) => return Err(io_err(e)),
                 }
                 if self.opts.privileged {
-                    sys::lchownat(pfd.as_fd(), &leaf, meta.uid, meta.gid).map_err(io_err)?;
+                    self.owned(sys::lchownat(pfd.as_fd(), &leaf, meta.uid, meta.gid)).map_err(io_err)?;
                 }
                 sys::lutimesat(pfd.as_fd(), &leaf, meta.mtime).map_err(io_err)?;
             }

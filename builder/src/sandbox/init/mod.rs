@@ -135,6 +135,31 @@ pub fn main() -> i32 {
             }
         };
     }
+    if let Some((from, to)) = &spec.copy {
+        // Root in the namespace reads every mapped file and gives the copy its owner.
+        return match namespaces::enter(&spec).and_then(|()| crate::util::copy_tree(from, to)) {
+            Ok(()) => {
+                report('P', "ok");
+                0
+            }
+            Err(e) => {
+                report('S', &e.to_string());
+                1
+            }
+        };
+    }
+    if let Some(x) = &spec.extract {
+        return match namespaces::enter(&spec).and_then(|()| extract(x)) {
+            Ok(()) => {
+                report('P', "ok");
+                0
+            }
+            Err(e) => {
+                report('S', &e.to_string());
+                1
+            }
+        };
+    }
     if let Err(e) = namespaces::enter(&spec) {
         report('S', &e.to_string());
         return 125;
@@ -287,6 +312,30 @@ fn make_workdir(cwd: &str, uid: u32, gid: u32) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Extract mode: apply the layer on stdin into `x.dir` as root of the user namespace, so
+/// chown gives each file its image owner (a host subordinate id).
+fn extract(x: &crate::sandbox::spec::ExtractSpec) -> Result<()> {
+    use rbuild_image::digest::VerifyingReader;
+    use rbuild_image::layer::{ApplyOptions, OverlayXattr, WhiteoutMode, apply_tar, decompress};
+    // SAFETY: fd 0 is the layer the parent gave us, ours alone.
+    let input = unsafe { std::fs::File::from_raw_fd(0) };
+    let input: Box<dyn Read + Send> = match &x.digest {
+        Some((d, size)) => Box::new(VerifyingReader::new(input, d.clone(), Some(*size))),
+        None => Box::new(input),
+    };
+    let (_, tar) = decompress(input)?;
+    let mut tar: Box<dyn Read> = match &x.diff_id {
+        Some(d) => Box::new(VerifyingReader::new(tar, d.clone(), None)),
+        None => Box::new(tar),
+    };
+    let whiteouts = if x.overlay { WhiteoutMode::Overlay { xattr: OverlayXattr::User } } else { WhiteoutMode::Apply };
+    let opts = ApplyOptions { whiteouts, privileged: true, userns: true, ..Default::default() };
+    apply_tar(&mut tar, &x.dir, &opts)?;
+    // Read to the end: the digests are checked there, and the writer must not block.
+    std::io::copy(&mut tar, &mut std::io::sink()).map_err(Error::io(&x.dir))?;
     Ok(())
 }
 

@@ -459,6 +459,8 @@ mod tests {
             rootless: None,
             id_map: None,
             remove: Vec::new(),
+            extract: None,
+            copy: None,
             network: Network::Host,
             hostname: "h".into(),
             mounts,

@@ -8,7 +8,9 @@ use nix::sched::CloneFlags;
 /// The namespaces a spec asks for.
 pub fn flags(spec: &InitSpec) -> CloneFlags {
     let mut f = CloneFlags::CLONE_NEWNS;
-    if spec.probe {
+    // Probing, removing and extracting need the user namespace (and a mount namespace
+    // for the probe), nothing else.
+    if spec.probe || !spec.remove.is_empty() || spec.extract.is_some() || spec.copy.is_some() {
         if spec.rootless.is_some() {
             f |= CloneFlags::CLONE_NEWUSER;
         }
