@@ -227,7 +227,7 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     progress.finish();
     let built = match result {
         Ok(b) => b,
-        Err(e) if matches!(e, build::BuildError::Cancelled) || cancel.load(std::sync::atomic::Ordering::SeqCst) => {
+        Err(e) if matches!(e, rbuild_builder::Error::Cancelled) || cancel.load(std::sync::atomic::Ordering::SeqCst) => {
             eprintln!("ERROR: build cancelled");
             return Ok(build::cancel::exit_code(build::cancel::cancelled_by()));
         }

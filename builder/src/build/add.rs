@@ -2,17 +2,17 @@
 //! repositories fetched (the one commit, when git is installed; `URL#ref:subdir`).
 
 use super::copy::Tree;
-use super::error::{BuildError, BuildResult};
 use super::solver::{Builder, is_git, is_url};
+use crate::{Error, Result};
 use rbuild_frontend::graph::CopyOp;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn tree_of(dir: &Path) -> BuildResult<Tree> {
+fn tree_of(dir: &Path) -> Result<Tree> {
     let mut t = Tree::new();
     t.insert(String::new(), dir.to_path_buf());
     for e in walkdir::WalkDir::new(dir).follow_links(false).min_depth(1) {
-        let e = e.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", dir.display())))?;
+        let e = e.map_err(|e| Error::Invalid(format!("walking {}: {e}", dir.display())))?;
         let rel = e.path().strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
         t.insert(rel, e.into_path());
     }
@@ -21,12 +21,12 @@ fn tree_of(dir: &Path) -> BuildResult<Tree> {
 
 /// Extract a local archive into a directory of the build; its tree and the root as the one
 /// selected source (a directory: its contents are copied).
-pub fn extract_archive(b: &Builder, archive: &Path) -> BuildResult<(Tree, Vec<super::copy::Selected>)> {
+pub fn extract_archive(b: &Builder, archive: &Path) -> Result<(Tree, Vec<super::copy::Selected>)> {
     let dir = b.tmp.path().join(format!("add-{}", crate::snapshot::unique()));
-    std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
-    let f = std::fs::File::open(archive).map_err(BuildError::io(archive))?;
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let f = std::fs::File::open(archive).map_err(Error::io(archive))?;
     rbuild_image::layer::apply_layer(f, &dir, &Default::default())
-        .map_err(|e| BuildError::Invalid(format!("extracting {}: {e}", archive.display())))?;
+        .map_err(|e| Error::Invalid(format!("extracting {}: {e}", archive.display())))?;
     let t = tree_of(&dir)?;
     let under: Vec<String> = t.keys().filter(|k| !k.is_empty()).cloned().collect();
     Ok((t, vec![super::copy::Selected { rel: String::new(), is_dir: true, under }]))
@@ -34,9 +34,9 @@ pub fn extract_archive(b: &Builder, archive: &Path) -> BuildResult<(Tree, Vec<su
 
 /// Download or clone every source of an ADD into one directory; the tree and the names
 /// to select in it.
-pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> BuildResult<(Tree, Vec<String>)> {
+pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> Result<(Tree, Vec<String>)> {
     let dir = b.tmp.path().join(format!("remote-{}", crate::snapshot::unique()));
-    std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let mut names = Vec::new();
     for (i, src) in c.sources.iter().enumerate() {
         if is_git(src) {
@@ -50,9 +50,7 @@ pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> BuildResult<(Tree, Vec<S
                 Some(sub) => {
                     let p = dir.join(&name).join(sub);
                     if !p.is_dir() {
-                        return Err(BuildError::Invalid(format!(
-                            "ADD {src}: {sub} is not a directory of the repository"
-                        )));
+                        return Err(Error::Invalid(format!("ADD {src}: {sub} is not a directory of the repository")));
                     }
                     format!("{name}/{sub}")
                 }
@@ -66,13 +64,11 @@ pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> BuildResult<(Tree, Vec<S
                 c.dest.rsplit('/').next().unwrap_or("download").to_string()
             };
             let sub = dir.join(format!("u{i}"));
-            std::fs::create_dir_all(&sub).map_err(BuildError::io(&sub))?;
+            std::fs::create_dir_all(&sub).map_err(Error::io(&sub))?;
             download(b, src, &sub.join(&name), c.checksum.as_deref(), n)?;
             names.push(format!("u{i}/{name}"));
         } else {
-            return Err(BuildError::Invalid(format!(
-                "ADD {src:?}: local sources cannot be mixed with URLs in one ADD"
-            )));
+            return Err(Error::Invalid(format!("ADD {src:?}: local sources cannot be mixed with URLs in one ADD")));
         }
     }
     Ok((tree_of(&dir)?, names))
@@ -97,8 +93,8 @@ pub struct GitSource {
 
 impl GitSource {
     /// Split `URL#ref:subdir` or `URL?key=value&…`.
-    pub fn parse(src: &str) -> BuildResult<GitSource> {
-        let bad = |why: String| BuildError::Invalid(format!("ADD {src}: {why}"));
+    pub fn parse(src: &str) -> Result<GitSource> {
+        let bad = |why: String| Error::Invalid(format!("ADD {src}: {why}"));
         let (url, frag) = match src.split_once('#') {
             Some((u, f)) => (u, Some(f)),
             None => (src, None),
@@ -168,9 +164,9 @@ fn is_sha_prefix(r: &str) -> bool {
 
 /// Run git; its stdout, or an error naming the source and git's own message. Polls
 /// `cancel` (Ctrl-C) and kills git when it is set.
-fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> BuildResult<String> {
+fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> Result<String> {
     use std::io::{Read, Seek};
-    let spawn_err = |e: std::io::Error| BuildError::Invalid(format!("ADD {src}: running git: {e}"));
+    let spawn_err = |e: std::io::Error| Error::Invalid(format!("ADD {src}: running git: {e}"));
     // Files, not pipes: ls-remote of a big repository writes more than a pipe holds.
     let mut out = tempfile::tempfile().map_err(spawn_err)?;
     let mut err = tempfile::tempfile().map_err(spawn_err)?;
@@ -186,7 +182,7 @@ fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> Bui
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(BuildError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "ADD {src}: git is not installed, so git repositories cannot be added"
             )));
         }
@@ -199,7 +195,7 @@ fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> Bui
         if cancel.load(Ordering::SeqCst) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(BuildError::Cancelled);
+            return Err(Error::Cancelled);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -209,7 +205,7 @@ fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> Bui
         String::from_utf8_lossy(&v).into_owned()
     };
     if !status.success() {
-        return Err(BuildError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "ADD {src}: git {} failed: {}",
             args.first().copied().unwrap_or(""),
             read(&mut err).trim()
@@ -221,7 +217,7 @@ fn git(args: &[&str], dir: Option<&Path>, src: &str, cancel: &AtomicBool) -> Bui
 /// The commit an ADD of a git source would check out (`git ls-remote`), for its cache
 /// key: a new commit on the branch re-runs the step, the same commit is a cache hit.
 /// `None` when the reference cannot be resolved without fetching (an abbreviated commit).
-pub fn git_commit(src: &str, cancel: &AtomicBool) -> BuildResult<Option<String>> {
+pub fn git_commit(src: &str, cancel: &AtomicBool) -> Result<Option<String>> {
     let g = GitSource::parse(src)?;
     let r = g.reference.as_deref().unwrap_or("HEAD");
     if is_full_sha(r) {
@@ -244,7 +240,7 @@ pub fn git_commit(src: &str, cancel: &AtomicBool) -> BuildResult<Option<String>>
     if is_sha_prefix(r) {
         return Ok(None);
     }
-    Err(BuildError::Invalid(format!("ADD {src}: the repository has no branch, tag or ref named {r:?}")))
+    Err(Error::Invalid(format!("ADD {src}: the repository has no branch, tag or ref named {r:?}")))
 }
 
 /// Fetch `g` (only the one commit when the server allows) into `to` and check it out;
@@ -255,9 +251,9 @@ fn clone_git(
     keep_git_dir: bool,
     checksum: Option<&str>,
     cancel: &AtomicBool,
-) -> BuildResult<String> {
+) -> Result<String> {
     let src = &g.url;
-    std::fs::create_dir_all(to).map_err(BuildError::io(to))?;
+    std::fs::create_dir_all(to).map_err(Error::io(to))?;
     git(&["-c", "init.defaultBranch=main", "init", "-q"], Some(to), src, cancel)?;
     git(&["remote", "add", "origin", &g.url], Some(to), src, cancel)?;
     let want = g.reference.as_deref().unwrap_or("HEAD");
@@ -274,14 +270,12 @@ fn clone_git(
     let commit = git(&["rev-parse", "HEAD"], Some(to), src, cancel)?.trim().to_string();
     if let Some(sum) = checksum {
         if !commit.starts_with(&sum.to_ascii_lowercase()) {
-            return Err(BuildError::Invalid(format!(
-                "ADD {src}: checksum mismatch: expected commit {sum}, got {commit}"
-            )));
+            return Err(Error::Invalid(format!("ADD {src}: checksum mismatch: expected commit {sum}, got {commit}")));
         }
     }
     if !keep_git_dir {
         let d = to.join(".git");
-        std::fs::remove_dir_all(&d).map_err(BuildError::io(&d))?;
+        std::fs::remove_dir_all(&d).map_err(Error::io(&d))?;
     }
     Ok(commit)
 }
@@ -292,7 +286,7 @@ fn url_file_name(u: &str) -> String {
     if last.is_empty() || last.contains(':') { "__unnamed__".into() } else { last.to_string() }
 }
 
-fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32) -> BuildResult<()> {
+fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32) -> Result<()> {
     use sha2::Digest as _;
     b.progress.note(n, &format!("downloading {url}"));
     let remote = b.resolver.remote();
@@ -300,10 +294,10 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
     let url2 = url.to_string();
     let cancel = b.cancel.clone();
     let (hash, mtime) = remote.block_on(async move {
-        let resp = reqwest::get(&url2).await.map_err(|e| BuildError::Invalid(format!("ADD {url2}: {e}")))?;
+        let resp = reqwest::get(&url2).await.map_err(|e| Error::Invalid(format!("ADD {url2}: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(BuildError::Invalid(format!("ADD {url2}: the server answered {status}")));
+            return Err(Error::Invalid(format!("ADD {url2}: the server answered {status}")));
         }
         let mtime = resp
             .headers()
@@ -311,28 +305,28 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
             .and_then(|v| v.to_str().ok())
             .and_then(|s| chrono::DateTime::parse_from_rfc2822(s).ok())
             .map(|t| t.timestamp());
-        let mut f = std::fs::File::create(&to2).map_err(BuildError::io(&to2))?;
+        let mut f = std::fs::File::create(&to2).map_err(Error::io(&to2))?;
         let mut h = sha2::Sha256::new();
         let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| BuildError::Invalid(format!("ADD {url2}: {e}")))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Invalid(format!("ADD {url2}: {e}")))? {
             if cancel.load(Ordering::SeqCst) {
-                return Err(BuildError::Cancelled);
+                return Err(Error::Cancelled);
             }
             h.update(&chunk);
-            std::io::Write::write_all(&mut f, &chunk).map_err(BuildError::io(&to2))?;
+            std::io::Write::write_all(&mut f, &chunk).map_err(Error::io(&to2))?;
         }
-        Ok::<_, BuildError>((hex::encode(h.finalize()), mtime))
+        Ok::<_, Error>((hex::encode(h.finalize()), mtime))
     })?;
     if let Some(sum) = checksum {
         let want = sum.strip_prefix("sha256:").unwrap_or(sum);
         if want != hash {
-            return Err(BuildError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "ADD {url}: checksum mismatch: expected sha256:{want}, got sha256:{hash}"
             )));
         }
     }
     if let Some(t) = mtime {
-        let f = std::fs::File::options().write(true).open(to).map_err(BuildError::io(to))?;
+        let f = std::fs::File::options().write(true).open(to).map_err(Error::io(to))?;
         let _ = f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64));
     }
     Ok(())

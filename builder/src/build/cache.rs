@@ -7,7 +7,7 @@
 //! used: [`prune`] goes by it.
 
 use super::context::write_atomic;
-use super::error::{BuildError, BuildResult};
+use crate::{Error, Result};
 use rbuild_image::config::History;
 use rbuild_image::{Compression, Descriptor, Digest, Store, media_type};
 use serde::{Deserialize, Serialize};
@@ -86,11 +86,11 @@ impl Cache {
     }
 
     /// Remember `rec` under `key` (the layer blob must be committed already).
-    pub fn put(&self, key: &str, rec: &Record) -> BuildResult<()> {
+    pub fn put(&self, key: &str, rec: &Record) -> Result<()> {
         if !valid_key(key) {
-            return Err(BuildError::Invalid(format!("invalid cache key {key:?}")));
+            return Err(Error::Invalid(format!("invalid cache key {key:?}")));
         }
-        let bytes = serde_json::to_vec(rec).map_err(|e| BuildError::Invalid(format!("cache record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| Error::Invalid(format!("cache record: {e}")))?;
         write_atomic(&self.dir.join(format!("{key}.json")), &bytes)
     }
 
@@ -103,19 +103,13 @@ impl Cache {
     }
 
     /// Remember a compressed copy of `diff_id`.
-    pub fn put_compressed(
-        &self,
-        diff_id: &Digest,
-        c: Compression,
-        level: Option<i32>,
-        d: &Descriptor,
-    ) -> BuildResult<()> {
-        let bytes = serde_json::to_vec(d).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    pub fn put_compressed(&self, diff_id: &Digest, c: Compression, level: Option<i32>, d: &Descriptor) -> Result<()> {
+        let bytes = serde_json::to_vec(d).map_err(|e| Error::Invalid(e.to_string()))?;
         write_atomic(&compressed_dir(self.store.root()).join(compressed_name(diff_id, c, level)), &bytes)
     }
 
     /// Rewrite the gc root from every record and compressed copy.
-    pub fn pin(&self) -> BuildResult<()> {
+    pub fn pin(&self) -> Result<()> {
         pin(&self.store)
     }
 }
@@ -164,7 +158,7 @@ fn list_compressed(root: &Path) -> Vec<(PathBuf, Descriptor)> {
     out
 }
 
-fn pin(store: &Store) -> BuildResult<()> {
+fn pin(store: &Store) -> Result<()> {
     let root = store.root();
     let mut descs: Vec<Descriptor> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -204,7 +198,7 @@ pub struct PruneReport {
 /// records unused for longer than `until`, then the least recently used ones until the
 /// cached layers take at most `keep_storage` bytes (both `None`: drop every record); re-pin
 /// what is left and collect the store's garbage.
-pub fn prune(store: &Store, keep_storage: Option<u64>, until: Option<Duration>) -> BuildResult<PruneReport> {
+pub fn prune(store: &Store, keep_storage: Option<u64>, until: Option<Duration>) -> Result<PruneReport> {
     let root = store.root();
     let mut entries = list_records(root);
     entries.sort_by_key(|e| std::cmp::Reverse(e.used));

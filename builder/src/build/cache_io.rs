@@ -5,8 +5,8 @@
 
 use super::CacheSpec;
 use super::cache::Record;
-use super::error::{BuildError, BuildResult};
 use super::solver::Builder;
+use crate::{Error, Result};
 use rbuild_image::manifest::ImageManifest;
 use rbuild_image::{Descriptor, RawManifest, Reference, Store, media_type as mt};
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub const CACHE_CONFIG_TYPE: &str = "application/vnd.rbuild.buildcache.config.v1+json";
 const LOCAL_TAG: &str = "rbuild-buildcache:latest";
 
-fn cache_manifest(b: &Builder) -> BuildResult<(RawManifest, Vec<u8>, Vec<Descriptor>)> {
+fn cache_manifest(b: &Builder) -> Result<(RawManifest, Vec<u8>, Vec<Descriptor>)> {
     let used = b.records_used.lock().expect("lock").clone();
     let records: BTreeMap<String, Record> = used.into_iter().collect();
     let mut layers: Vec<Descriptor> = Vec::new();
@@ -27,8 +27,8 @@ fn cache_manifest(b: &Builder) -> BuildResult<(RawManifest, Vec<u8>, Vec<Descrip
             }
         }
     }
-    let config = serde_json::to_vec(&serde_json::json!({ "records": records }))
-        .map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let config =
+        serde_json::to_vec(&serde_json::json!({ "records": records })).map_err(|e| Error::Invalid(e.to_string()))?;
     let cd = b.store.put_blob_bytes(&config)?;
     let m = ImageManifest {
         schema_version: 2,
@@ -45,7 +45,7 @@ fn cache_manifest(b: &Builder) -> BuildResult<(RawManifest, Vec<u8>, Vec<Descrip
 }
 
 /// Export the records this build used.
-pub fn export(b: &Builder, spec: &CacheSpec) -> BuildResult<()> {
+pub fn export(b: &Builder, spec: &CacheSpec) -> Result<()> {
     let (raw, config, layers) = cache_manifest(b)?;
     match spec {
         CacheSpec::Local(dir) => {
@@ -59,13 +59,11 @@ pub fn export(b: &Builder, spec: &CacheSpec) -> BuildResult<()> {
             Ok(())
         }
         CacheSpec::Registry(r) => {
-            let r = Reference::parse(r)
-                .map_err(|e| BuildError::Invalid(format!("--cache-to ref: {e}")))?
-                .with_default_tag();
+            let r = Reference::parse(r).map_err(|e| Error::Invalid(format!("--cache-to ref: {e}")))?.with_default_tag();
             let remote = b.resolver.remote();
             let client = remote.client()?;
             let p: Arc<dyn rbuild_registry_client::Progress> = Arc::new(rbuild_registry_client::progress::NoProgress);
-            remote.block_on(client.push(&b.store, &raw, &r, &p)).map_err(|source| BuildError::Registry {
+            remote.block_on(client.push(&b.store, &raw, &r, &p)).map_err(|source| Error::Registry {
                 what: format!("exporting the cache to {r}"),
                 source: Box::new(source),
             })?;
@@ -74,16 +72,12 @@ pub fn export(b: &Builder, spec: &CacheSpec) -> BuildResult<()> {
     }
 }
 
-fn add_records(
-    b: &Builder,
-    config: &[u8],
-    mut fetch: impl FnMut(&Descriptor) -> BuildResult<()>,
-) -> BuildResult<usize> {
+fn add_records(b: &Builder, config: &[u8], mut fetch: impl FnMut(&Descriptor) -> Result<()>) -> Result<usize> {
     #[derive(serde::Deserialize)]
     struct Cfg {
         records: BTreeMap<String, Record>,
     }
-    let c: Cfg = serde_json::from_slice(config).map_err(|e| BuildError::Invalid(format!("cache config: {e}")))?;
+    let c: Cfg = serde_json::from_slice(config).map_err(|e| Error::Invalid(format!("cache config: {e}")))?;
     let mut n = 0;
     for (k, r) in c.records {
         if b.cache.get(&k).is_some() {
@@ -100,46 +94,42 @@ fn add_records(
 }
 
 /// Import records (and their layers) from a cache export.
-pub fn import(b: &Builder, spec: &CacheSpec) -> BuildResult<usize> {
+pub fn import(b: &Builder, spec: &CacheSpec) -> Result<usize> {
     match spec {
         CacheSpec::Local(dir) => {
             let src = Store::open(dir)?;
             let d = src
                 .lookup_tag(&Reference::parse(LOCAL_TAG)?)?
-                .ok_or_else(|| BuildError::Invalid(format!("{} holds no rbuild cache", dir.display())))?;
+                .ok_or_else(|| Error::Invalid(format!("{} holds no rbuild cache", dir.display())))?;
             let m = src.read_manifest(&d)?;
-            let img =
-                m.as_image().ok_or_else(|| BuildError::Invalid("cache manifest is not an image manifest".into()))?;
+            let img = m.as_image().ok_or_else(|| Error::Invalid("cache manifest is not an image manifest".into()))?;
             let config = src.read_blob(&img.config.digest)?;
             add_records(b, &config, |l| {
                 Ok(b.store.put_blob_verified(src.open_blob(&l.digest)?, &l.digest, Some(l.size))?)
             })
         }
         CacheSpec::Registry(r) => {
-            let r = Reference::parse(r)
-                .map_err(|e| BuildError::Invalid(format!("--cache-from ref: {e}")))?
-                .with_default_tag();
+            let r =
+                Reference::parse(r).map_err(|e| Error::Invalid(format!("--cache-from ref: {e}")))?.with_default_tag();
             let remote = b.resolver.remote();
             let client = remote.client()?;
             let p: Arc<dyn rbuild_registry_client::Progress> = Arc::new(rbuild_registry_client::progress::NoProgress);
             let res = remote.block_on(client.resolve(&r, &rbuild_image::Platform::host())).map_err(|source| {
-                BuildError::Registry { what: format!("importing the cache from {r}"), source: Box::new(source) }
+                Error::Registry { what: format!("importing the cache from {r}"), source: Box::new(source) }
             })?;
             let img = res
                 .manifest
                 .as_image()
-                .ok_or_else(|| BuildError::Invalid("cache manifest is not an image manifest".into()))?
+                .ok_or_else(|| Error::Invalid("cache manifest is not an image manifest".into()))?
                 .clone();
             remote.block_on(client.fetch_blob_to_store(&b.store, &r, &img.config, &p)).map_err(|source| {
-                BuildError::Registry { what: format!("fetching the cache config of {r}"), source: Box::new(source) }
+                Error::Registry { what: format!("fetching the cache config of {r}"), source: Box::new(source) }
             })?;
             let config = b.store.read_blob(&img.config.digest)?;
             add_records(b, &config, |l| {
-                remote.block_on(client.fetch_blob_to_store(&b.store, &r, l, &p)).map_err(|source| {
-                    BuildError::Registry {
-                        what: format!("fetching cached layer {}", l.digest),
-                        source: Box::new(source),
-                    }
+                remote.block_on(client.fetch_blob_to_store(&b.store, &r, l, &p)).map_err(|source| Error::Registry {
+                    what: format!("fetching cached layer {}", l.digest),
+                    source: Box::new(source),
                 })
             })
         }

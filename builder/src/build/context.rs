@@ -2,7 +2,7 @@
 //! directory), filtered by `.dockerignore`, and the content hashing of what a COPY reads,
 //! with a persistent stat cache so unchanged files are not read again.
 
-use super::error::{BuildError, BuildResult};
+use crate::{Error, Result};
 use rbuild_frontend::dockerignore::Matcher;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -26,13 +26,13 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// A context directory, with the ignore file found for `dockerfile` (or given text).
-    pub fn from_dir(dir: &Path, ignore_text: Option<String>) -> BuildResult<Context> {
-        let root = dir.canonicalize().map_err(|e| BuildError::Context(format!("{}: {e}", dir.display())))?;
+    pub fn from_dir(dir: &Path, ignore_text: Option<String>) -> Result<Context> {
+        let root = dir.canonicalize().map_err(|e| Error::Context(format!("{}: {e}", dir.display())))?;
         if !root.is_dir() {
-            return Err(BuildError::Context(format!("{} is not a directory", dir.display())));
+            return Err(Error::Context(format!("{} is not a directory", dir.display())));
         }
         let ignore = match ignore_text {
-            Some(t) => Some(Matcher::parse(&t).map_err(|e| BuildError::Context(format!(".dockerignore: {e}")))?),
+            Some(t) => Some(Matcher::parse(&t).map_err(|e| Error::Context(format!(".dockerignore: {e}")))?),
             None => None,
         };
         Ok(Context { root, ignore, _tmp: None, entries: OnceLock::new() })
@@ -40,15 +40,15 @@ impl Context {
 
     /// A context sent as a tar (plain, gzip or zstd) on `input`: extracted into a temp
     /// directory under `tmp_parent`. Its own `.dockerignore` applies.
-    pub fn from_tar(input: impl Read + Send + 'static, tmp_parent: &Path) -> BuildResult<Context> {
-        std::fs::create_dir_all(tmp_parent).map_err(BuildError::io(tmp_parent))?;
+    pub fn from_tar(input: impl Read + Send + 'static, tmp_parent: &Path) -> Result<Context> {
+        std::fs::create_dir_all(tmp_parent).map_err(Error::io(tmp_parent))?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!("context-{}-", std::process::id()))
             .tempdir_in(tmp_parent)
-            .map_err(BuildError::io(tmp_parent))?;
+            .map_err(Error::io(tmp_parent))?;
         let opts = rbuild_image::layer::ApplyOptions { privileged: false, ..Default::default() };
         rbuild_image::layer::apply_layer(input, tmp.path(), &opts)
-            .map_err(|e| BuildError::Context(format!("reading the context tar from stdin: {e}")))?;
+            .map_err(|e| Error::Context(format!("reading the context tar from stdin: {e}")))?;
         let ignore_text = std::fs::read_to_string(tmp.path().join(".dockerignore")).ok();
         let mut c = Context::from_dir(tmp.path(), ignore_text)?;
         c._tmp = Some(tmp);
@@ -67,12 +67,12 @@ impl Context {
 
     /// Every path of the context that `.dockerignore` keeps (directories included; the
     /// root is `""`), with its host path. Walked once per build.
-    pub fn entries(&self) -> BuildResult<&BTreeMap<String, PathBuf>> {
+    pub fn entries(&self) -> Result<&BTreeMap<String, PathBuf>> {
         let r = self.entries.get_or_init(|| self.walk().map_err(|e| e.to_string()));
-        r.as_ref().map_err(|e| BuildError::Context(e.clone()))
+        r.as_ref().map_err(|e| Error::Context(e.clone()))
     }
 
-    fn walk(&self) -> BuildResult<BTreeMap<String, PathBuf>> {
+    fn walk(&self) -> Result<BTreeMap<String, PathBuf>> {
         let mut out = BTreeMap::new();
         out.insert(String::new(), self.root.clone());
         let root = self.root.clone();
@@ -87,10 +87,10 @@ impl Context {
                 },
             );
         for ent in it {
-            let ent = ent.map_err(|e| BuildError::Context(format!("walking {}: {e}", root.display())))?;
+            let ent = ent.map_err(|e| Error::Context(format!("walking {}: {e}", root.display())))?;
             let rel = ent.path().strip_prefix(&root).expect("under root");
             let Some(rel) = rel.to_str() else {
-                return Err(BuildError::Context(format!("{}: file name is not UTF-8", ent.path().display())));
+                return Err(Error::Context(format!("{}: file name is not UTF-8", ent.path().display())));
             };
             if self.is_ignored(rel) {
                 continue;
@@ -148,7 +148,7 @@ impl StatCache {
     }
 
     /// The blake3 digest of the regular file at `path` (whose metadata is `md`).
-    pub fn digest(&self, path: &Path, md: &std::fs::Metadata) -> BuildResult<[u8; 32]> {
+    pub fn digest(&self, path: &Path, md: &std::fs::Metadata) -> Result<[u8; 32]> {
         let key: StatKey = (
             md.dev(),
             md.ino(),
@@ -159,11 +159,11 @@ impl StatCache {
         if let Some(d) = self.map.lock().expect("lock").get(&key) {
             return Ok(*d);
         }
-        let mut f = std::fs::File::open(path).map_err(BuildError::io(path))?;
+        let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
         let mut h = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = f.read(&mut buf).map_err(BuildError::io(path))?;
+            let n = f.read(&mut buf).map_err(Error::io(path))?;
             if n == 0 {
                 break;
             }
@@ -183,7 +183,7 @@ impl StatCache {
     }
 
     /// Write the cache back (atomically) when it changed.
-    pub fn save(&self) -> BuildResult<()> {
+    pub fn save(&self) -> Result<()> {
         if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
         }
@@ -201,13 +201,13 @@ impl StatCache {
 }
 
 /// Write `bytes` to `path` through a temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> BuildResult<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(BuildError::io(dir))?;
-    tmp.write_all(bytes).map_err(BuildError::io(path))?;
-    tmp.as_file().sync_all().map_err(BuildError::io(path))?;
-    tmp.persist(path).map_err(|e| BuildError::Io { path: path.to_path_buf(), source: e.error })?;
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(Error::io(dir))?;
+    tmp.write_all(bytes).map_err(Error::io(path))?;
+    tmp.as_file().sync_all().map_err(Error::io(path))?;
+    tmp.persist(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e.error })?;
     Ok(())
 }
 

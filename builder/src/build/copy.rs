@@ -5,9 +5,9 @@
 //! The layer is written straight from the source files: nothing is staged.
 
 use super::context::StatCache;
-use super::error::{BuildError, BuildResult};
 use super::glob;
 use super::view::{self, View};
+use crate::{Error, Result};
 use rbuild_frontend::dockerignore::Matcher;
 use rbuild_image::layer::{AddEntry, Change, DirEntry, MetaOverride};
 use std::collections::BTreeMap;
@@ -49,11 +49,11 @@ pub fn select(
     exclude: &[String],
     what: &str,
     hint: MissingHint,
-) -> BuildResult<Vec<Selected>> {
+) -> Result<Vec<Selected>> {
     let excl = if exclude.is_empty() {
         None
     } else {
-        Some(Matcher::parse(&exclude.join("\n")).map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?)
+        Some(Matcher::parse(&exclude.join("\n")).map_err(|e| Error::Invalid(format!("--exclude: {e}")))?)
     };
     let excluded = |rel: &str| excl.as_ref().is_some_and(|m| !rel.is_empty() && m.matches(rel));
     let mut out = Vec::new();
@@ -74,15 +74,15 @@ pub fn select(
         if matched.is_empty() {
             let why = hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default();
             if glob::has_meta(&pat) {
-                return Err(BuildError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "no source files were specified: {src:?} matches nothing in {what}{why}"
                 )));
             }
-            return Err(BuildError::Invalid(format!("{src:?} not found in {what}{why}")));
+            return Err(Error::Invalid(format!("{src:?} not found in {what}{why}")));
         }
         for rel in matched {
             let host = &tree[&rel];
-            let md = std::fs::symlink_metadata(host).map_err(BuildError::io(host))?;
+            let md = std::fs::symlink_metadata(host).map_err(Error::io(host))?;
             if md.is_dir() {
                 let under: Vec<String> = descendants(tree, &rel).filter(|d| !excluded(d)).cloned().collect();
                 out.push(Selected { rel, is_dir: true, under });
@@ -96,11 +96,11 @@ pub fn select(
 
 /// The content hash of a selection: every path with its type, mode, owner, size, link
 /// target and content digest (never mtimes), in order.
-pub fn hash_selection(tree: &Tree, sel: &[Selected], stat: &StatCache, keep_owner: bool) -> BuildResult<String> {
+pub fn hash_selection(tree: &Tree, sel: &[Selected], stat: &StatCache, keep_owner: bool) -> Result<String> {
     let mut h = blake3::Hasher::new();
-    let one = |h: &mut blake3::Hasher, rel: &str| -> BuildResult<()> {
+    let one = |h: &mut blake3::Hasher, rel: &str| -> Result<()> {
         let host = &tree[rel];
-        let md = std::fs::symlink_metadata(host).map_err(BuildError::io(host))?;
+        let md = std::fs::symlink_metadata(host).map_err(Error::io(host))?;
         h.update(rel.as_bytes());
         h.update(&[0]);
         h.update(&md.mode().to_le_bytes());
@@ -109,7 +109,7 @@ pub fn hash_selection(tree: &Tree, sel: &[Selected], stat: &StatCache, keep_owne
             h.update(&md.gid().to_le_bytes());
         }
         if md.file_type().is_symlink() {
-            let t = std::fs::read_link(host).map_err(BuildError::io(host))?;
+            let t = std::fs::read_link(host).map_err(Error::io(host))?;
             h.update(t.as_os_str().as_encoded_bytes());
         } else if md.is_file() {
             h.update(&md.size().to_le_bytes());
@@ -150,7 +150,7 @@ pub struct Placement {
 
 /// The layer changes that put `sel` where `p` says, looking at the parent image through
 /// `view` (None: assume the destination's parents do not exist, as `--link` does).
-pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -> BuildResult<Vec<Change>> {
+pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -> Result<Vec<Change>> {
     let dest_clean = view::clean(&p.dest);
     // Where the destination really is, symlinks in the parent image followed.
     let (dest_real, dest_meta) = match view {
@@ -160,13 +160,13 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
     let dest_is_dir = p.dest_is_dir || dest_clean.is_empty() || dest_meta.as_ref().is_some_and(|m| m.is_dir());
     let owner = p.owner.or(p.default_owner);
     // A symbolic --chmod works from each source's own mode, as chmod(1) does.
-    let meta_for = |host: &std::path::Path, is_dir: bool| -> BuildResult<MetaOverride> {
+    let meta_for = |host: &std::path::Path, is_dir: bool| -> Result<MetaOverride> {
         let mode = match (&p.mode, p.file_mode) {
             (_, Some(m)) if !is_dir => Some(m),
             (None, _) => None,
             (Some(Chmod::Octal(m)), _) => Some(*m),
             (Some(c), _) => {
-                let md = std::fs::symlink_metadata(host).map_err(BuildError::io(host))?;
+                let md = std::fs::symlink_metadata(host).map_err(Error::io(host))?;
                 Some(c.apply(md.mode() & 0o7777, is_dir))
             }
         };
@@ -208,7 +208,7 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
                 dest_real.clone()
             };
             if path.is_empty() {
-                return Err(BuildError::Invalid("cannot copy a file over the root directory".into()));
+                return Err(Error::Invalid("cannot copy a file over the root directory".into()));
             }
             if let Some(parent) = path.rfind('/').map(|i| path[..i].to_string()) {
                 dirs_needed.push(parent);
@@ -310,11 +310,9 @@ impl Chmod {
 
 /// Parse `--chmod`: octal up to 7777, or a symbolic mode. The error names the mode and
 /// what is wrong in it (the step adds the Dockerfile line).
-pub fn parse_chmod(s: &str) -> BuildResult<Chmod> {
+pub fn parse_chmod(s: &str) -> Result<Chmod> {
     let bad = |why: String| {
-        BuildError::Invalid(format!(
-            "--chmod={s}: {why} (use an octal mode like 755 or a symbolic one like u=rwx,g=rx,o=)"
-        ))
+        Error::Invalid(format!("--chmod={s}: {why} (use an octal mode like 755 or a symbolic one like u=rwx,g=rx,o=)"))
     };
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return u32::from_str_radix(s, 8)

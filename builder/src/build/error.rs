@@ -1,91 +1,26 @@
-//! The errors of a build, each naming the step (Dockerfile line) or the thing it concerns.
+//! What a build adds to the crate's [`Error`]: attaching a step's location and rendering
+//! an error for people with its Dockerfile line.
 
 use rbuild_frontend::Span;
 
-/// Result with [`BuildError`].
-pub type BuildResult<T, E = BuildError> = std::result::Result<T, E>;
+use crate::Error;
 
-/// What can stop a build.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The Dockerfile could not be parsed or lowered (already rendered with its source line).
-    #[error("{0}")]
-    Frontend(String),
-    /// A step failed; `span` points at its instruction.
-    #[error("{message}")]
-    Step {
-        /// The Dockerfile line(s) of the step.
-        span: Span,
-        /// The instruction as written.
-        instruction: String,
-        /// What went wrong.
-        message: String,
-        /// The last lines the step printed (RUN), for the error report.
-        tail: Vec<String>,
-    },
-    /// The request itself is wrong (a flag value, an unsupported platform, a bad output).
-    #[error("{0}")]
-    Invalid(String),
-    /// The build context could not be read.
-    #[error("build context: {0}")]
-    Context(String),
-    /// A registry operation failed (resolve, pull, push).
-    #[error("{what}: {source}")]
-    Registry {
-        /// What was being done.
-        what: String,
-        /// The client's error.
-        source: Box<rbuild_registry_client::Error>,
-    },
-    /// The store, a layer, or a snapshot failed.
-    #[error(transparent)]
-    Image(#[from] rbuild_image::Error),
-    /// The sandbox or snapshotter failed.
-    #[error(transparent)]
-    Builder(#[from] crate::Error),
-    /// An I/O error with the path it happened on.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The path.
-        path: std::path::PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// The build was cancelled (Ctrl-C).
-    #[error("build cancelled")]
-    Cancelled,
-}
-
-impl BuildError {
-    /// Wrap an I/O error with its path.
-    pub fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
-        let path = path.into();
-        move |source| BuildError::Io { path, source }
-    }
-
+impl Error {
     /// Attach a step's location to an error that has none.
-    pub fn at_step(self, span: Span, instruction: &str) -> BuildError {
+    pub fn at_step(self, span: Span, instruction: &str) -> Error {
         match self {
-            BuildError::Step { span: s, instruction: i, message, tail } if s.line == 0 => BuildError::Step {
-                span,
-                instruction: if i.is_empty() { instruction.to_string() } else { i },
-                message,
-                tail,
-            },
-            e @ (BuildError::Step { .. } | BuildError::Cancelled) => e,
-            e => BuildError::Step {
-                span,
-                instruction: instruction.to_string(),
-                message: e.to_string(),
-                tail: Vec::new(),
-            },
+            Error::Step { span: s, instruction: i, message, tail } if s.line == 0 => {
+                Error::Step { span, instruction: if i.is_empty() { instruction.to_string() } else { i }, message, tail }
+            }
+            e @ (Error::Step { .. } | Error::Cancelled) => e,
+            e => Error::Step { span, instruction: instruction.to_string(), message: e.to_string(), tail: Vec::new() },
         }
     }
 
     /// Render for people: the Dockerfile location and source line when the error has one.
     pub fn render(&self, dockerfile_name: &str, dockerfile_text: &str) -> String {
         match self {
-            BuildError::Step { span, instruction, message, tail } => {
+            Error::Step { span, instruction, message, tail } => {
                 let mut out = String::new();
                 if span.line > 0 {
                     out.push_str(&format!("{dockerfile_name}:{}\n", span.line));

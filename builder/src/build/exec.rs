@@ -3,24 +3,24 @@
 //! the step's layer.
 
 use super::cache::LayerRecord;
-use super::error::{BuildError, BuildResult};
 use super::solver::{Builder, State, state_of_image};
 use crate::sandbox::{
     BindSource, CacheSharing, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox, SecretSource, Stream,
 };
 use crate::snapshot::{self, Snapshotter};
+use crate::{Error, Result};
 use rbuild_frontend::graph::{ExecOp, MountType, NetworkMode, Sharing, SourceRef, Step};
 use rbuild_image::layer::{Change, WriterOptions};
 use std::sync::Arc;
 
 impl Builder<'_> {
-    fn snapshotter(&self) -> BuildResult<&dyn Snapshotter> {
+    fn snapshotter(&self) -> Result<&dyn Snapshotter> {
         let s = self.snapshotter.get_or_init(|| snapshot::open(self.store.root()).map_err(|e| e.to_string()));
-        s.as_ref().map(|b| b.as_ref()).map_err(|e| BuildError::Invalid(format!("snapshots: {e}")))
+        s.as_ref().map(|b| b.as_ref()).map_err(|e| Error::Invalid(format!("snapshots: {e}")))
     }
 
     /// The sandbox RUN steps (and rootless extractions) go through.
-    fn sandbox(&self) -> BuildResult<Sandbox> {
+    fn sandbox(&self) -> Result<Sandbox> {
         let sandbox = Sandbox::new(self.store.root())?;
         Ok(match &self.req.init_exe {
             Some(p) => sandbox.with_init_exe(p.clone()),
@@ -31,7 +31,7 @@ impl Builder<'_> {
     /// Unpack a state's layers as committed snapshots; the top chain ID. Rootless with
     /// subordinate ids, layers are applied inside the sandbox's user namespace so their
     /// files keep the owners the image gives them.
-    fn unpack(&self, st: &State) -> BuildResult<Option<String>> {
+    fn unpack(&self, st: &State) -> Result<Option<String>> {
         for l in &st.layers {
             self.ensure_local(l)?;
         }
@@ -62,15 +62,11 @@ impl Builder<'_> {
     /// RUN that follows finds its rootfs ready instead of reading the blob back and
     /// extracting it again. When the snapshot cannot be made, the layer alone is written
     /// (the RUN extracts it as before).
-    pub(crate) fn write_layer_snapshotted(
-        &self,
-        changes: Vec<Change>,
-        parent: &State,
-    ) -> BuildResult<Option<LayerRecord>> {
+    pub(crate) fn write_layer_snapshotted(&self, changes: Vec<Change>, parent: &State) -> Result<Option<LayerRecord>> {
         if changes.is_empty() {
             return Ok(None);
         }
-        let prepared = (|| -> BuildResult<_> {
+        let prepared = (|| -> Result<_> {
             let parent_chain = self.unpack(parent)?;
             let sn = self.snapshotter()?;
             let key = format!("layer-{}-{}", std::process::id(), snapshot::unique());
@@ -79,7 +75,7 @@ impl Builder<'_> {
                 Ok(x) => Ok((sn, key, x)),
                 Err(e) => {
                     let _ = sn.remove(&key);
-                    Err(e.into())
+                    Err(e)
                 }
             }
         })();
@@ -102,12 +98,12 @@ impl Builder<'_> {
         let (written, applied) = std::thread::scope(|s| {
             let dir = &dir;
             let in_userns = &in_userns;
-            let applier = s.spawn(move || -> BuildResult<()> {
+            let applier = s.spawn(move || -> Result<()> {
                 let mut r = ChanReader { rx, cur: Vec::new(), pos: 0 };
                 match in_userns {
                     Some(sb) => {
                         let mut a = sb.layer_applier(dir, style)?;
-                        std::io::copy(&mut r, &mut a).map_err(BuildError::io(dir))?;
+                        std::io::copy(&mut r, &mut a).map_err(Error::io(dir))?;
                         a.finish()?;
                     }
                     None => {
@@ -116,7 +112,7 @@ impl Builder<'_> {
                 }
                 Ok(())
             });
-            let written = (move || -> BuildResult<LayerRecord> {
+            let written = (move || -> Result<LayerRecord> {
                 let w = self.store.ingest()?;
                 let tee = Tee { inner: w, tx: Some(tx), buf: Vec::with_capacity(TEE_CHUNK) };
                 let w = rbuild_image::layer::write_layer(changes, tee, &opts)?.finish();
@@ -152,13 +148,7 @@ impl Builder<'_> {
         Ok(Some(rec))
     }
 
-    pub(crate) fn exec_step(
-        &self,
-        e: &ExecOp,
-        parent: &State,
-        n: u32,
-        _step: &Step,
-    ) -> BuildResult<Option<LayerRecord>> {
+    pub(crate) fn exec_step(&self, e: &ExecOp, parent: &State, n: u32, _step: &Step) -> Result<Option<LayerRecord>> {
         let parent_chain = self.unpack(parent)?;
         let sn = self.snapshotter()?;
         let key = format!("build-{}-{}", std::process::id(), snapshot::unique());
@@ -201,7 +191,7 @@ impl Builder<'_> {
         n: u32,
         rootfs: Vec<snapshot::Mount>,
         key: &str,
-    ) -> BuildResult<Option<(Vec<Change>, Vec<rbuild_image::Digest>)>> {
+    ) -> Result<Option<(Vec<Change>, Vec<rbuild_image::Digest>)>> {
         let mut env = e.env.clone();
         for (k, v) in &self.graph.proxy_env {
             env.push(format!("{k}={v}"));
@@ -245,7 +235,7 @@ impl Builder<'_> {
                                 env.push(format!("{var}={}", String::from_utf8_lossy(&secret_bytes(&id, src)?)))
                             }
                             None if m.required => {
-                                return Err(BuildError::Invalid(format!(
+                                return Err(Error::Invalid(format!(
                                     "secret {id} is required but was not provided (--secret id={id},src=FILE)"
                                 )));
                             }
@@ -274,13 +264,13 @@ impl Builder<'_> {
                 }),
                 MountType::Heredoc => {
                     let dir = self.tmp.path().join(format!("heredoc-{}", snapshot::unique()));
-                    std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+                    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
                     for f in &e.heredocs {
                         let p = dir.join(&f.name);
-                        std::fs::write(&p, &f.data).map_err(BuildError::io(&p))?;
+                        std::fs::write(&p, &f.data).map_err(Error::io(&p))?;
                         use std::os::unix::fs::PermissionsExt;
                         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode.unwrap_or(0o755)))
-                            .map_err(BuildError::io(&p))?;
+                            .map_err(Error::io(&p))?;
                     }
                     mounts.push(MountSpec::Bind {
                         source: BindSource::Host(dir),
@@ -319,10 +309,10 @@ impl Builder<'_> {
         io.cancel = Some(Arc::clone(&self.cancel));
         let outcome = sandbox.run(&spec, io)?;
         if outcome.cancelled {
-            return Err(BuildError::Cancelled);
+            return Err(Error::Cancelled);
         }
         if let Some(err) = &outcome.exec_error {
-            return Err(BuildError::Step {
+            return Err(Error::Step {
                 span: Default::default(),
                 instruction: String::new(),
                 message: format!("process {:?} could not be started: {err}", e.args.join(" ")),
@@ -334,7 +324,7 @@ impl Builder<'_> {
                 Some(s) => format!("killed by signal {s}"),
                 None => format!("exit code: {}", outcome.code),
             };
-            return Err(BuildError::Step {
+            return Err(Error::Step {
                 span: Default::default(),
                 instruction: String::new(),
                 message: format!("process {:?} did not complete successfully: {how}", e.args.join(" ")),
@@ -364,7 +354,7 @@ impl Builder<'_> {
         changes: Vec<Change>,
         parent: &State,
         map: Option<&crate::sandbox::IdMap>,
-    ) -> BuildResult<Vec<Change>> {
+    ) -> Result<Vec<Change>> {
         use std::os::unix::fs::MetadataExt;
         let paths: Vec<String> = changes.iter().map(path_of).collect();
         let has_child =
@@ -477,12 +467,12 @@ impl std::io::Read for ChanReader {
     }
 }
 
-fn secret_bytes(id: &str, s: &SecretSource) -> BuildResult<Vec<u8>> {
+fn secret_bytes(id: &str, s: &SecretSource) -> Result<Vec<u8>> {
     Ok(match s {
         SecretSource::Bytes(b) => b.clone(),
-        SecretSource::File(p) => std::fs::read(p).map_err(BuildError::io(p))?,
+        SecretSource::File(p) => std::fs::read(p).map_err(Error::io(p))?,
         SecretSource::Env(v) => std::env::var(v)
-            .map_err(|_| BuildError::Invalid(format!("secret {id}: environment variable {v} is not set")))?
+            .map_err(|_| Error::Invalid(format!("secret {id}: environment variable {v} is not set")))?
             .into_bytes(),
     })
 }

@@ -5,8 +5,8 @@
 //! the compressed blob is kept and reused next time.
 
 use super::cache::Cache;
-use super::error::{BuildError, BuildResult};
 use super::solver::{Builder, LayerRef};
+use crate::{Error, Result};
 use rbuild_image::layer::LayerBlobWriter;
 use rbuild_image::manifest::ImageManifest;
 use rbuild_image::store::archive::{ArchiveFormat, save_to_path};
@@ -46,7 +46,7 @@ pub struct OutputSpec {
 impl OutputSpec {
     /// Parse docker's `--output` syntax: `type=oci,dest=out.tar`, or a bare path (local)
     /// or `-` (tar to stdout).
-    pub fn parse(s: &str) -> BuildResult<OutputSpec> {
+    pub fn parse(s: &str) -> Result<OutputSpec> {
         if !s.contains('=') {
             return Ok(if s == "-" {
                 OutputSpec { kind: OutputKind::Tar, dest: Some("-".into()), names: vec![], push: false, tar: true }
@@ -57,9 +57,8 @@ impl OutputSpec {
         let mut kind = None;
         let mut o = OutputSpec { kind: OutputKind::Image, dest: None, names: vec![], push: false, tar: true };
         for f in s.split(',') {
-            let (k, v) = f
-                .split_once('=')
-                .ok_or_else(|| BuildError::Invalid(format!("--output {s:?}: {f:?} is not key=value")))?;
+            let (k, v) =
+                f.split_once('=').ok_or_else(|| Error::Invalid(format!("--output {s:?}: {f:?} is not key=value")))?;
             match k {
                 "type" => {
                     kind = Some(match v {
@@ -74,7 +73,7 @@ impl OutputSpec {
                         "local" => OutputKind::Local,
                         "tar" => OutputKind::Tar,
                         _ => {
-                            return Err(BuildError::Invalid(format!(
+                            return Err(Error::Invalid(format!(
                                 "--output: unknown type {v:?} (image, registry, oci, docker, local, tar)"
                             )));
                         }
@@ -86,14 +85,14 @@ impl OutputSpec {
                 "tar" => o.tar = v != "false",
                 // Accepted and ignored, as docker users pass them out of habit.
                 "compression" | "compression-level" | "force-compression" | "oci-mediatypes" | "unpack" => {}
-                _ => return Err(BuildError::Invalid(format!("--output: unknown key {k:?}"))),
+                _ => return Err(Error::Invalid(format!("--output: unknown key {k:?}"))),
             }
         }
-        o.kind = kind.ok_or_else(|| BuildError::Invalid(format!("--output {s:?}: type= is required")))?;
+        o.kind = kind.ok_or_else(|| Error::Invalid(format!("--output {s:?}: type= is required")))?;
         if matches!(o.kind, OutputKind::Local | OutputKind::Oci | OutputKind::Docker | OutputKind::Tar)
             && o.dest.is_none()
         {
-            return Err(BuildError::Invalid(format!("--output {s:?}: dest= is required for this type")));
+            return Err(Error::Invalid(format!("--output {s:?}: dest= is required for this type")));
         }
         Ok(o)
     }
@@ -106,7 +105,7 @@ pub fn compressed_layer(
     l: &LayerRef,
     c: Compression,
     level: Option<i32>,
-) -> BuildResult<Descriptor> {
+) -> Result<Descriptor> {
     if c == Compression::None || l.desc.media_type != mt::OCI_LAYER_TAR {
         return Ok(l.desc.clone());
     }
@@ -115,10 +114,10 @@ pub fn compressed_layer(
     }
     let mut src = std::io::BufReader::with_capacity(1 << 20, store.open_blob(&l.desc.digest)?);
     let mut w = LayerBlobWriter::new(store.ingest()?, c, level)?;
-    std::io::copy(&mut src, &mut w).map_err(|e| BuildError::Io { path: store.blob_path(&l.desc.digest), source: e })?;
+    std::io::copy(&mut src, &mut w).map_err(|e| Error::Io { path: store.blob_path(&l.desc.digest), source: e })?;
     let (blob, info) = w.finish()?;
     if info.diff_id != l.diff_id {
-        return Err(BuildError::Image(rbuild_image::Error::DigestMismatch {
+        return Err(Error::Image(rbuild_image::Error::DigestMismatch {
             expected: l.diff_id.clone(),
             actual: info.diff_id,
         }));
@@ -136,18 +135,17 @@ pub fn write_image(
     config: &ImageConfig,
     c: Compression,
     level: Option<i32>,
-) -> BuildResult<RawManifest> {
-    let mut descs: Vec<Option<BuildResult<Descriptor>>> = (0..layers.len()).map(|_| None).collect();
+) -> Result<RawManifest> {
+    let mut descs: Vec<Option<Result<Descriptor>>> = (0..layers.len()).map(|_| None).collect();
     // Compress in parallel: one thread per layer that needs it (usually one or two).
     std::thread::scope(|s| {
         let hs: Vec<_> =
             layers.iter().map(|l| s.spawn(move || compressed_layer(&b.store, &b.cache, l, c, level))).collect();
         for (i, h) in hs.into_iter().enumerate() {
-            descs[i] =
-                Some(h.join().unwrap_or_else(|_| Err(BuildError::Invalid("compression thread panicked".into()))));
+            descs[i] = Some(h.join().unwrap_or_else(|_| Err(Error::Invalid("compression thread panicked".into()))));
         }
     });
-    let layers: Vec<Descriptor> = descs.into_iter().map(|d| d.expect("set")).collect::<BuildResult<_>>()?;
+    let layers: Vec<Descriptor> = descs.into_iter().map(|d| d.expect("set")).collect::<Result<_>>()?;
     let bytes = config.to_canonical_bytes();
     let cd = b.store.put_blob_bytes(&bytes)?;
     let m = ImageManifest {
@@ -166,7 +164,7 @@ pub fn write_image(
 
 /// Make every layer of the image local (base layers are fetched for archives and rootfs
 /// outputs).
-pub fn ensure_all_local(b: &Builder, layers: &[LayerRef]) -> BuildResult<()> {
+pub fn ensure_all_local(b: &Builder, layers: &[LayerRef]) -> Result<()> {
     for l in layers {
         b.ensure_local(l)?;
     }
@@ -181,7 +179,7 @@ pub fn write_archive(
     format: ArchiveFormat,
     dest: &Path,
     tar: bool,
-) -> BuildResult<()> {
+) -> Result<()> {
     let img = b.store.load_image(&raw.descriptor(), names.first().cloned())?;
     if !tar {
         // An OCI layout directory: a store of its own, which is an OCI layout.
@@ -198,10 +196,10 @@ pub fn write_archive(
         return Ok(());
     }
     if dest == Path::new("-") {
-        let mut tmp = tempfile::NamedTempFile::new_in(b.tmp.path()).map_err(BuildError::io(b.tmp.path()))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(b.tmp.path()).map_err(Error::io(b.tmp.path()))?;
         rbuild_image::store::archive::save(&b.store, &[img], format, tmp.as_file_mut())?;
-        let mut f = std::fs::File::open(tmp.path()).map_err(BuildError::io(tmp.path()))?;
-        std::io::copy(&mut f, &mut std::io::stdout().lock()).map_err(BuildError::io("stdout"))?;
+        let mut f = std::fs::File::open(tmp.path()).map_err(Error::io(tmp.path()))?;
+        std::io::copy(&mut f, &mut std::io::stdout().lock()).map_err(Error::io("stdout"))?;
         return Ok(());
     }
     save_to_path(&b.store, &[img], format, dest)?;
@@ -209,8 +207,8 @@ pub fn write_archive(
 }
 
 /// Extract the image's root filesystem into `dest` (a directory).
-pub fn write_rootfs_dir(b: &Builder, layers: &[LayerRef], dest: &Path) -> BuildResult<()> {
-    std::fs::create_dir_all(dest).map_err(BuildError::io(dest))?;
+pub fn write_rootfs_dir(b: &Builder, layers: &[LayerRef], dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).map_err(Error::io(dest))?;
     for l in layers {
         b.ensure_local(l)?;
         rbuild_image::layer::apply_layer(b.store.open_blob(&l.desc.digest)?, dest, &Default::default())?;
@@ -219,7 +217,7 @@ pub fn write_rootfs_dir(b: &Builder, layers: &[LayerRef], dest: &Path) -> BuildR
 }
 
 /// Write the image's root filesystem as one tar at `dest` (`-`: stdout).
-pub fn write_rootfs_tar(b: &Builder, layers: &[LayerRef], dest: &Path) -> BuildResult<()> {
+pub fn write_rootfs_tar(b: &Builder, layers: &[LayerRef], dest: &Path) -> Result<()> {
     let dir = b.tmp.path().join("rootfs-out");
     write_rootfs_dir(b, layers, &dir)?;
     let opts = rbuild_image::layer::WriterOptions { source_date_epoch: b.req.source_date_epoch, xattrs: true };
@@ -227,12 +225,12 @@ pub fn write_rootfs_tar(b: &Builder, layers: &[LayerRef], dest: &Path) -> BuildR
         let out = std::io::stdout().lock();
         let _ = rbuild_image::layer::write_dir(&dir, out, &opts)?;
     } else {
-        let f = std::fs::File::create(dest).map_err(BuildError::io(dest))?;
+        let f = std::fs::File::create(dest).map_err(Error::io(dest))?;
         let f = rbuild_image::layer::write_dir(&dir, std::io::BufWriter::new(f), &opts)?;
         f.into_inner()
-            .map_err(|e| BuildError::Io { path: dest.to_path_buf(), source: e.into_error() })?
+            .map_err(|e| Error::Io { path: dest.to_path_buf(), source: e.into_error() })?
             .sync_all()
-            .map_err(BuildError::io(dest))?;
+            .map_err(Error::io(dest))?;
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub mod resolver;
 pub mod solver;
 pub mod view;
 
-pub use error::{BuildError, BuildResult};
+use crate::{Error, Result};
 pub use export::{OutputKind, OutputSpec};
 pub use progress::{Progress, ProgressMode};
 
@@ -61,7 +61,7 @@ pub enum CacheSpec {
 impl CacheSpec {
     /// Parse `type=local,dest=DIR`, `type=local,src=DIR`, `type=registry,ref=REF` (or a
     /// bare reference, meaning registry).
-    pub fn parse(s: &str) -> BuildResult<CacheSpec> {
+    pub fn parse(s: &str) -> Result<CacheSpec> {
         if !s.contains('=') {
             return Ok(CacheSpec::Registry(s.to_string()));
         }
@@ -82,15 +82,13 @@ impl CacheSpec {
                 Some(("dest" | "src", v)) => path = Some(PathBuf::from(v)),
                 Some(("ref", v)) => reference = Some(v.to_string()),
                 Some(("mode" | "compression" | "oci-mediatypes" | "image-manifest" | "ignore-error", _)) => {}
-                _ => return Err(BuildError::Invalid(format!("cache option {f:?} in {s:?} is not understood"))),
+                _ => return Err(Error::Invalid(format!("cache option {f:?} in {s:?} is not understood"))),
             }
         }
         match (kind, path, reference) {
             ("local", Some(p), _) => Ok(CacheSpec::Local(p)),
             ("registry", _, Some(r)) => Ok(CacheSpec::Registry(r)),
-            _ => Err(BuildError::Invalid(format!(
-                "cache {s:?}: use type=local,dest=DIR|src=DIR or type=registry,ref=REF"
-            ))),
+            _ => Err(Error::Invalid(format!("cache {s:?}: use type=local,dest=DIR|src=DIR or type=registry,ref=REF"))),
         }
     }
 }
@@ -189,17 +187,12 @@ fn host_platform() -> (Platform, FrontendPlatform) {
 }
 
 /// Run a build.
-pub fn build(
-    store: &Store,
-    req: &BuildRequest,
-    progress: Arc<Progress>,
-    cancel: Arc<AtomicBool>,
-) -> BuildResult<Built> {
+pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel: Arc<AtomicBool>) -> Result<Built> {
     let (platform, fplatform) = host_platform();
     if let Some(p) = &req.platform {
-        let asked = Platform::parse(p).map_err(|e| BuildError::Invalid(format!("--platform: {e}")))?;
+        let asked = Platform::parse(p).map_err(|e| Error::Invalid(format!("--platform: {e}")))?;
         if !platform.matches(&asked) || asked.architecture != platform.architecture {
-            return Err(BuildError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "--platform {p}: only this machine's platform ({}/{}) can be built (no emulation)",
                 platform.os, platform.architecture
             )));
@@ -210,13 +203,13 @@ pub fn build(
         (Some(t), _, _) => ("Dockerfile".to_string(), t.clone(), None),
         (None, Some(p), _) => {
             let t = std::fs::read_to_string(p)
-                .map_err(|e| BuildError::Invalid(format!("reading Dockerfile {}: {e}", p.display())))?;
+                .map_err(|e| Error::Invalid(format!("reading Dockerfile {}: {e}", p.display())))?;
             (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("Dockerfile".into()), t, Some(p.clone()))
         }
         (None, None, ContextSource::Dir(d)) => {
             let p = d.join("Dockerfile");
             let t = std::fs::read_to_string(&p)
-                .map_err(|e| BuildError::Invalid(format!("reading Dockerfile {}: {e}", p.display())))?;
+                .map_err(|e| Error::Invalid(format!("reading Dockerfile {}: {e}", p.display())))?;
             ("Dockerfile".to_string(), t, Some(p))
         }
         (None, None, ContextSource::Stdin) => (String::new(), String::new(), None),
@@ -236,7 +229,7 @@ pub fn build(
     let (dockerfile_name, text) = if text.is_empty() && dockerfile_path.is_none() {
         let p = ctx.root().join("Dockerfile");
         let t = std::fs::read_to_string(&p)
-            .map_err(|e| BuildError::Invalid(format!("the context tar has no Dockerfile: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("the context tar has no Dockerfile: {e}")))?;
         ("Dockerfile".to_string(), t)
     } else {
         (dockerfile_name, text)
@@ -244,7 +237,7 @@ pub fn build(
     let n = progress.start(&format!("[internal] load build definition from {dockerfile_name}"));
     progress.note(n, &format!("transferring dockerfile: {}B", text.len()));
     progress.done(n);
-    let ast = rbuild_frontend::parse(&text, &dockerfile_name).map_err(|e| BuildError::Frontend(e.render(&text)))?;
+    let ast = rbuild_frontend::parse(&text, &dockerfile_name).map_err(|e| Error::Frontend(e.render(&text)))?;
     let mut build_args = req.build_args.clone();
     if let Some(e) = req.source_date_epoch {
         build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert(e.to_string());
@@ -257,7 +250,7 @@ pub fn build(
         dockerfile_name: dockerfile_name.clone(),
     };
     let fr = resolver::FrontendResolver(&resolver);
-    let lowered = rbuild_frontend::lower(&ast, &opts, &fr).map_err(|e| BuildError::Frontend(e.render(&text)))?;
+    let lowered = rbuild_frontend::lower(&ast, &opts, &fr).map_err(|e| Error::Frontend(e.render(&text)))?;
     for w in &lowered.warnings {
         progress.message(&format!("WARNING: {}", w.headline()));
     }
@@ -279,17 +272,17 @@ pub fn build(
         }
     }
     let result = builder.solve().map_err(|e| match e {
-        BuildError::Cancelled => BuildError::Cancelled,
-        e => BuildError::Frontend(e.render(&dockerfile_name, &text)),
+        Error::Cancelled => Error::Cancelled,
+        e => Error::Frontend(e.render(&dockerfile_name, &text)),
     });
     let _ = builder.stat.save();
     let state = result?;
     let check_cancel = || {
-        if builder.cancel.load(std::sync::atomic::Ordering::SeqCst) { Err(BuildError::Cancelled) } else { Ok(()) }
+        if builder.cancel.load(std::sync::atomic::Ordering::SeqCst) { Err(Error::Cancelled) } else { Ok(()) }
     };
     check_cancel()?;
     builder.cache.pin()?;
-    let stage = graph.stage(graph.target).ok_or_else(|| BuildError::Invalid("no target stage".into()))?;
+    let stage = graph.stage(graph.target).ok_or_else(|| Error::Invalid("no target stage".into()))?;
 
     // The config.
     let n = progress.start("exporting to image");
@@ -321,7 +314,7 @@ pub fn build(
     let mut tags = req.tags.clone();
     for o in &req.outputs {
         for name in &o.names {
-            let r = Reference::parse(name).map_err(|e| BuildError::Invalid(format!("--output name={name}: {e}")))?;
+            let r = Reference::parse(name).map_err(|e| Error::Invalid(format!("--output name={name}: {e}")))?;
             tags.push(r.with_default_tag());
         }
     }
@@ -366,7 +359,7 @@ pub fn build(
     let push_all = req.push || req.outputs.iter().any(|o| o.kind == OutputKind::Image && o.push);
     if push_all {
         if tags.is_empty() {
-            return Err(BuildError::Invalid("--push needs a name: add -t REGISTRY/NAME:TAG".into()));
+            return Err(Error::Invalid("--push needs a name: add -t REGISTRY/NAME:TAG".into()));
         }
         let client = resolver.remote().client()?;
         let rp: Arc<dyn rbuild_registry_client::Progress> = Arc::new(rbuild_registry_client::progress::NoProgress);
@@ -387,7 +380,7 @@ pub fn build(
                 }
                 Err(source) => {
                     progress.error(n, &source.to_string());
-                    return Err(BuildError::Registry { what: format!("pushing {t}"), source: Box::new(source) });
+                    return Err(Error::Registry { what: format!("pushing {t}"), source: Box::new(source) });
                 }
             }
         }

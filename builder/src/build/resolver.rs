@@ -2,7 +2,7 @@
 //! config only; layers are fetched later, and only when a step needs their bytes). Also
 //! the frontend's [`ImageResolver`], which asks this for a base image's config.
 
-use super::error::{BuildError, BuildResult};
+use crate::{Error, Result};
 use rbuild_frontend::{BaseImageInfo, ImageResolver};
 use rbuild_image::config::ImageConfig;
 use rbuild_image::{Descriptor, Digest, Platform, RawManifest, Reference, Store};
@@ -26,17 +26,17 @@ impl std::fmt::Debug for Remote {
 impl Remote {
     /// A runtime; the client comes from the environment (docker config, registries.toml)
     /// unless `options` are given.
-    pub fn new(options: Option<ClientOptions>) -> BuildResult<Remote> {
+    pub fn new(options: Option<ClientOptions>) -> Result<Remote> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| BuildError::Invalid(format!("starting the async runtime: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("starting the async runtime: {e}")))?;
         Ok(Remote { rt, client: OnceLock::new(), options: Mutex::new(options) })
     }
 
     /// The client.
-    pub fn client(&self) -> BuildResult<&Client> {
+    pub fn client(&self) -> Result<&Client> {
         let c = self.client.get_or_init(|| {
             let opts = match self.options.lock().expect("lock").take() {
                 Some(o) => o,
@@ -44,7 +44,7 @@ impl Remote {
             };
             Client::new(opts).map_err(|e| e.to_string())
         });
-        c.as_ref().map_err(|e| BuildError::Invalid(format!("registry client: {e}")))
+        c.as_ref().map_err(|e| Error::Invalid(format!("registry client: {e}")))
     }
 
     /// Run a future to completion (from any non-async thread).
@@ -101,9 +101,9 @@ impl Resolver {
     }
 
     /// Find `image_ref` (the store first unless `--pull`, then its registry).
-    pub fn base(&self, image_ref: &str) -> BuildResult<BaseImage> {
+    pub fn base(&self, image_ref: &str) -> Result<BaseImage> {
         if let Some(r) = self.seen.lock().expect("lock").get(image_ref) {
-            return r.clone().map_err(BuildError::Invalid);
+            return r.clone().map_err(Error::Invalid);
         }
         let r = self.find(image_ref);
         let kept = match &r {
@@ -114,9 +114,9 @@ impl Resolver {
         r
     }
 
-    fn find(&self, image_ref: &str) -> BuildResult<BaseImage> {
+    fn find(&self, image_ref: &str) -> Result<BaseImage> {
         let reference = Reference::parse(image_ref)
-            .map_err(|e| BuildError::Invalid(format!("invalid base image reference {image_ref:?}: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("invalid base image reference {image_ref:?}: {e}")))?;
         let reference = if reference.digest().is_some() { reference } else { reference.with_default_tag() };
         if !self.pull {
             let local = match reference.digest() {
@@ -137,18 +137,12 @@ impl Resolver {
         let res = self
             .remote
             .block_on(client.resolve(&reference, &self.platform))
-            .map_err(|source| BuildError::Registry { what: what.clone(), source: Box::new(source) })?;
-        let m = res
-            .manifest
-            .as_image()
-            .ok_or_else(|| BuildError::Invalid(format!("{image_ref}: not an image manifest")))?;
+            .map_err(|source| Error::Registry { what: what.clone(), source: Box::new(source) })?;
+        let m = res.manifest.as_image().ok_or_else(|| Error::Invalid(format!("{image_ref}: not an image manifest")))?;
         let progress: Arc<dyn rbuild_registry_client::Progress> =
             Arc::new(rbuild_registry_client::progress::NoProgress);
         self.remote.block_on(client.fetch_blob_to_store(&self.store, &reference, &m.config, &progress)).map_err(
-            |source| BuildError::Registry {
-                what: format!("fetching the config of {image_ref}"),
-                source: Box::new(source),
-            },
+            |source| Error::Registry { what: format!("fetching the config of {image_ref}"), source: Box::new(source) },
         )?;
         let config = ImageConfig::parse(&self.store.read_blob(&m.config.digest)?)?;
         self.store.put_manifest(&res.manifest)?;
@@ -164,7 +158,7 @@ impl Resolver {
     }
 
     /// Make sure the blob `d` of `base` is in the store (fetched from its registry).
-    pub fn fetch(&self, origin: &Reference, d: &Descriptor) -> BuildResult<()> {
+    pub fn fetch(&self, origin: &Reference, d: &Descriptor) -> Result<()> {
         if self.store.blob_size(&d.digest)? == Some(d.size) {
             return Ok(());
         }
@@ -172,7 +166,7 @@ impl Resolver {
         let progress: Arc<dyn rbuild_registry_client::Progress> =
             Arc::new(rbuild_registry_client::progress::NoProgress);
         self.remote.block_on(client.fetch_blob_to_store(&self.store, origin, d, &progress)).map_err(|source| {
-            BuildError::Registry { what: format!("fetching layer {} of {origin}", d.digest), source: Box::new(source) }
+            Error::Registry { what: format!("fetching layer {} of {origin}", d.digest), source: Box::new(source) }
         })
     }
 }

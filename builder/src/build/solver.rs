@@ -8,10 +8,10 @@ use super::cache::{Cache, LayerRecord, Record};
 use super::config;
 use super::context::{Context, StatCache};
 use super::copy::{self, Placement, Tree};
-use super::error::{BuildError, BuildResult};
 use super::progress::Progress;
 use super::resolver::{BaseImage, Resolver};
 use super::view::{self, Listing, View};
+use crate::{Error, Result};
 use rbuild_frontend::BuildGraph;
 use rbuild_frontend::graph::{ConfigChange, CopyOp, Op, SourceOp, SourceRef, Stage, Step};
 use rbuild_image::config::{History, ImageConfig};
@@ -66,7 +66,7 @@ pub struct Builder<'a> {
     steps: Mutex<HashMap<String, Memo>>,
     stages: Mutex<HashMap<usize, Result<State, String>>>,
     stages_cv: Condvar,
-    first_error: Mutex<Option<BuildError>>,
+    first_error: Mutex<Option<Error>>,
     pub(crate) records_used: Mutex<Vec<(String, Record)>>,
     pub(crate) snapshotter: OnceLock<Result<Box<dyn crate::snapshot::Snapshotter>, String>>,
     /// Base images whose metadata step was shown (once per image, as BuildKit does).
@@ -95,12 +95,12 @@ impl<'a> Builder<'a> {
         resolver: &'a Resolver,
         progress: Arc<Progress>,
         cancel: Arc<AtomicBool>,
-    ) -> BuildResult<Builder<'a>> {
+    ) -> Result<Builder<'a>> {
         let tmp_parent = store.root().join("tmp");
         let tmp = tempfile::Builder::new()
             .prefix(&format!("build-{}-", std::process::id()))
             .tempdir_in(&tmp_parent)
-            .map_err(BuildError::io(&tmp_parent))?;
+            .map_err(Error::io(&tmp_parent))?;
         Ok(Builder {
             req,
             graph,
@@ -125,7 +125,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Run every stage; the target stage's final state.
-    pub fn solve(&self) -> BuildResult<State> {
+    pub fn solve(&self) -> Result<State> {
         std::thread::scope(|s| {
             for stage in &self.graph.stages {
                 s.spawn(move || {
@@ -135,7 +135,7 @@ impl<'a> Builder<'a> {
                         Err(e) => {
                             let msg = e.to_string();
                             let mut first = self.first_error.lock().expect("lock");
-                            if first.is_none() && !matches!(e, BuildError::Invalid(ref m) if m == DEP_FAILED) {
+                            if first.is_none() && !matches!(e, Error::Invalid(ref m) if m == DEP_FAILED) {
                                 *first = Some(e);
                             }
                             Err(msg)
@@ -152,17 +152,17 @@ impl<'a> Builder<'a> {
         let st = self.stages.lock().expect("lock").remove(&self.graph.target);
         match st {
             Some(Ok(s)) => Ok(s),
-            Some(Err(e)) => Err(BuildError::Invalid(e)),
-            None => Err(BuildError::Invalid(format!("target stage {} was not built", self.graph.target))),
+            Some(Err(e)) => Err(Error::Invalid(e)),
+            None => Err(Error::Invalid(format!("target stage {} was not built", self.graph.target))),
         }
     }
 
     /// Wait for stage `index` to finish.
-    pub(crate) fn stage_state(&self, index: usize) -> BuildResult<State> {
+    pub(crate) fn stage_state(&self, index: usize) -> Result<State> {
         let mut g = self.stages.lock().expect("lock");
         loop {
             if let Some(r) = g.get(&index) {
-                return r.clone().map_err(|_| BuildError::Invalid(DEP_FAILED.into()));
+                return r.clone().map_err(|_| Error::Invalid(DEP_FAILED.into()));
             }
             g = self.stages_cv.wait(g).expect("lock");
         }
@@ -178,14 +178,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn run_stage(&self, stage: &Stage) -> BuildResult<State> {
+    fn run_stage(&self, stage: &Stage) -> Result<State> {
         for d in &stage.depends_on {
             self.stage_state(*d)?;
         }
         let mut state: Option<State> = None;
         for (i, step) in stage.steps.iter().enumerate() {
             if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(BuildError::Cancelled);
+                return Err(Error::Cancelled);
             }
             let label = self.label(stage, i, &step.description);
             let next = match (&step.op, &state) {
@@ -193,14 +193,14 @@ impl<'a> Builder<'a> {
                     self.source(src, &label).map_err(|e| e.at_step(step.span, &step.description))?
                 }
                 (_, Some(parent)) => self.step(stage, step, parent, &label)?,
-                (_, None) => return Err(BuildError::Invalid("a stage must start with its source".into())),
+                (_, None) => return Err(Error::Invalid("a stage must start with its source".into())),
             };
             state = Some(next);
         }
-        state.ok_or_else(|| BuildError::Invalid(format!("stage {} has no steps", stage.index)))
+        state.ok_or_else(|| Error::Invalid(format!("stage {} has no steps", stage.index)))
     }
 
-    fn source(&self, src: &SourceOp, label: &str) -> BuildResult<State> {
+    fn source(&self, src: &SourceOp, label: &str) -> Result<State> {
         match src {
             SourceOp::Scratch => {
                 Ok(State { key: key_of(&[b"scratch"]), layers: Vec::new(), history: Vec::new(), base_config: None })
@@ -228,13 +228,13 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn step(&self, stage: &Stage, step: &Step, parent: &State, label: &str) -> BuildResult<State> {
-        let at = |e: BuildError| e.at_step(step.span, &step.description);
+    fn step(&self, stage: &Stage, step: &Step, parent: &State, label: &str) -> Result<State> {
+        let at = |e: Error| e.at_step(step.span, &step.description);
         let inputs = self.inputs(step, parent).map_err(at)?;
         let epoch = self.req.source_date_epoch.map(|e| e.to_string()).unwrap_or_default();
         let key = key_of(&[parent.key.as_bytes(), step.id.as_bytes(), inputs.as_bytes(), epoch.as_bytes()]);
         let memo = self.steps.lock().expect("lock").entry(key.clone()).or_default().clone();
-        let mut failure: Option<BuildError> = None;
+        let mut failure: Option<Error> = None;
         let r = memo.get_or_init(|| match self.step_uncached(stage, step, parent, label, &key) {
             Ok(s) => Ok(s),
             Err(e) => {
@@ -246,7 +246,7 @@ impl<'a> Builder<'a> {
         if let Some(e) = failure {
             return Err(at(e));
         }
-        r.clone().map_err(|m| at(BuildError::Invalid(m)))
+        r.clone().map_err(|m| at(Error::Invalid(m)))
     }
 
     fn no_cache_for(&self, stage: &Stage) -> bool {
@@ -255,7 +255,7 @@ impl<'a> Builder<'a> {
             || self.req.no_cache_filter.iter().any(|f| f == &stage.index.to_string())
     }
 
-    fn step_uncached(&self, stage: &Stage, step: &Step, parent: &State, label: &str, key: &str) -> BuildResult<State> {
+    fn step_uncached(&self, stage: &Stage, step: &Step, parent: &State, label: &str, key: &str) -> Result<State> {
         let config_only = matches!(&step.op, Op::Config(c) if !matches!(c, ConfigChange::Workdir { .. }));
         let n = if config_only { None } else { Some(self.progress.start(label)) };
         let rec = if self.no_cache_for(stage) { None } else { self.cache.get(key) };
@@ -318,18 +318,13 @@ impl<'a> Builder<'a> {
     }
 
     /// The layer of `changes`, into a snapshot too when a later RUN needs it.
-    fn finish_layer(
-        &self,
-        changes: Vec<Change>,
-        parent: &State,
-        rootfs_later: bool,
-    ) -> BuildResult<Option<LayerRecord>> {
+    fn finish_layer(&self, changes: Vec<Change>, parent: &State, rootfs_later: bool) -> Result<Option<LayerRecord>> {
         if rootfs_later { self.write_layer_snapshotted(changes, parent) } else { self.write_layer(changes) }
     }
 
     /// What a step reads beyond its definition and its parent: the content of COPY
     /// sources, the stages and images it copies from or mounts.
-    fn inputs(&self, step: &Step, _parent: &State) -> BuildResult<String> {
+    fn inputs(&self, step: &Step, _parent: &State) -> Result<String> {
         match &step.op {
             Op::Copy(c) => match &c.from {
                 SourceRef::Context => {
@@ -450,17 +445,17 @@ impl<'a> Builder<'a> {
     // ----- layers, views, files of the parent image -----
 
     /// Make sure a layer's blob is in the store.
-    pub(crate) fn ensure_local(&self, l: &LayerRef) -> BuildResult<()> {
+    pub(crate) fn ensure_local(&self, l: &LayerRef) -> Result<()> {
         if self.store.blob_size(&l.desc.digest)? == Some(l.desc.size) {
             return Ok(());
         }
         match &l.origin {
             Some(o) => self.resolver.fetch(o, &l.desc),
-            None => Err(BuildError::Image(rbuild_image::Error::NotFound(format!("layer {}", l.desc.digest)))),
+            None => Err(Error::Image(rbuild_image::Error::NotFound(format!("layer {}", l.desc.digest)))),
         }
     }
 
-    fn listing(&self, l: &LayerRef) -> BuildResult<Arc<Listing>> {
+    fn listing(&self, l: &LayerRef) -> Result<Arc<Listing>> {
         if let Some(x) = self.listings.lock().expect("lock").get(&l.diff_id) {
             return Ok(x.clone());
         }
@@ -482,7 +477,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The merged view of a state's layers.
-    pub(crate) fn view(&self, st: &State) -> BuildResult<View> {
+    pub(crate) fn view(&self, st: &State) -> Result<View> {
         let mut v = Vec::with_capacity(st.layers.len());
         for l in &st.layers {
             v.push(self.listing(l)?);
@@ -491,7 +486,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Read a small file of the image (`/etc/passwd`).
-    pub(crate) fn read_image_file(&self, st: &State, v: &View, path: &str) -> BuildResult<Option<Vec<u8>>> {
+    pub(crate) fn read_image_file(&self, st: &State, v: &View, path: &str) -> Result<Option<Vec<u8>>> {
         let Some((i, p)) = v.file_layer(path) else { return Ok(None) };
         let l = &st.layers[i];
         self.ensure_local(l)?;
@@ -499,18 +494,18 @@ impl<'a> Builder<'a> {
     }
 
     /// `user[:group]` to numbers, names looked up in the image's /etc/passwd and /etc/group.
-    pub(crate) fn resolve_owner(&self, st: &State, v: &View, spec: &str) -> BuildResult<(u32, u32)> {
+    pub(crate) fn resolve_owner(&self, st: &State, v: &View, spec: &str) -> Result<(u32, u32)> {
         let (u, g) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
         };
-        let passwd = || -> BuildResult<String> {
+        let passwd = || -> Result<String> {
             Ok(String::from_utf8_lossy(&self.read_image_file(st, v, "etc/passwd")?.unwrap_or_default()).into_owned())
         };
         let (uid, primary) = match u.parse::<u32>() {
             Ok(n) => (n, n),
             Err(_) => view::lookup_passwd(&passwd()?, u).ok_or_else(|| {
-                BuildError::Invalid(format!("unable to find user {u}: no matching entries in passwd file"))
+                Error::Invalid(format!("unable to find user {u}: no matching entries in passwd file"))
             })?,
         };
         let gid = match g {
@@ -521,7 +516,7 @@ impl<'a> Builder<'a> {
                     let text = String::from_utf8_lossy(&self.read_image_file(st, v, "etc/group")?.unwrap_or_default())
                         .into_owned();
                     view::lookup_group(&text, g).ok_or_else(|| {
-                        BuildError::Invalid(format!("unable to find group {g}: no matching entries in group file"))
+                        Error::Invalid(format!("unable to find group {g}: no matching entries in group file"))
                     })?
                 }
             },
@@ -530,12 +525,12 @@ impl<'a> Builder<'a> {
     }
 
     /// Extract a state's whole rootfs into a directory of this build (once per state).
-    pub(crate) fn materialize(&self, st: &State) -> BuildResult<PathBuf> {
+    pub(crate) fn materialize(&self, st: &State) -> Result<PathBuf> {
         let cell = self.trees.lock().expect("lock").entry(st.key.clone()).or_default().clone();
         let r = cell.get_or_init(|| {
             let dir = self.tmp.path().join(format!("tree-{}", &st.key[..16.min(st.key.len())]));
-            let go = || -> BuildResult<PathBuf> {
-                std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+            let go = || -> Result<PathBuf> {
+                std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
                 for l in &st.layers {
                     self.ensure_local(l)?;
                     rbuild_image::layer::apply_layer(self.store.open_blob(&l.desc.digest)?, &dir, &Default::default())?;
@@ -544,11 +539,11 @@ impl<'a> Builder<'a> {
             };
             go().map_err(|e| e.to_string())
         });
-        r.clone().map_err(BuildError::Invalid)
+        r.clone().map_err(Error::Invalid)
     }
 
     /// Write `changes` as an uncompressed layer blob into the store.
-    pub(crate) fn write_layer(&self, changes: Vec<Change>) -> BuildResult<Option<LayerRecord>> {
+    pub(crate) fn write_layer(&self, changes: Vec<Change>) -> Result<Option<LayerRecord>> {
         if changes.is_empty() {
             return Ok(None);
         }
@@ -561,7 +556,7 @@ impl<'a> Builder<'a> {
 
     // ----- steps -----
 
-    fn config_step(&self, c: &ConfigChange, parent: &State, rootfs_later: bool) -> BuildResult<Option<LayerRecord>> {
+    fn config_step(&self, c: &ConfigChange, parent: &State, rootfs_later: bool) -> Result<Option<LayerRecord>> {
         let ConfigChange::Workdir { path, user } = c else { return Ok(None) };
         let v = self.view(parent)?;
         let (real, meta) = v.resolve(path, true);
@@ -587,7 +582,7 @@ impl<'a> Builder<'a> {
         self.finish_layer(changes, parent, rootfs_later)
     }
 
-    fn copy_step(&self, c: &CopyOp, parent: &State, n: u32, rootfs_later: bool) -> BuildResult<Option<LayerRecord>> {
+    fn copy_step(&self, c: &CopyOp, parent: &State, n: u32, rootfs_later: bool) -> Result<Option<LayerRecord>> {
         let v = if c.link { None } else { Some(self.view(parent)?) };
         let owner = match &c.chown {
             Some(spec) => {
@@ -613,12 +608,12 @@ impl<'a> Builder<'a> {
         // Heredoc files.
         if !c.inline_files.is_empty() {
             let dir = self.tmp.path().join(format!("inline-{}", crate::snapshot::unique()));
-            std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
             let mut tree = Tree::new();
             tree.insert(String::new(), dir.clone());
             for f in &c.inline_files {
                 let p = dir.join(&f.name);
-                std::fs::write(&p, &f.data).map_err(BuildError::io(&p))?;
+                std::fs::write(&p, &f.data).map_err(Error::io(&p))?;
                 set_mode(&p, f.mode.unwrap_or(0o644))?;
                 tree.insert(f.name.clone(), p);
             }
@@ -716,13 +711,13 @@ fn dedupe(changes: Vec<Change>) -> Vec<Change> {
     m.into_values().collect()
 }
 
-fn set_mode(p: &std::path::Path, mode: u32) -> BuildResult<()> {
+fn set_mode(p: &std::path::Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(BuildError::io(p))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(Error::io(p))
 }
 
 /// The tree of a materialized rootfs, limited to what `sources` can reach.
-fn tree_under(dir: &std::path::Path, sources: &[String]) -> BuildResult<Tree> {
+fn tree_under(dir: &std::path::Path, sources: &[String]) -> Result<Tree> {
     let mut t = Tree::new();
     t.insert(String::new(), dir.to_path_buf());
     // The longest prefix of each source without wildcards bounds the walk.
@@ -741,7 +736,7 @@ fn tree_under(dir: &std::path::Path, sources: &[String]) -> BuildResult<Tree> {
             continue;
         }
         for e in walkdir::WalkDir::new(&start).follow_links(false).min_depth(1) {
-            let e = e.map_err(|e| BuildError::Invalid(format!("walking {}: {e}", start.display())))?;
+            let e = e.map_err(|e| Error::Invalid(format!("walking {}: {e}", start.display())))?;
             let rel = e.path().strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
             t.insert(rel, e.into_path());
         }

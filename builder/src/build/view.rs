@@ -4,7 +4,7 @@
 //! and is a directory; WORKDIR whether to create one; `--chown` reads /etc/passwd through
 //! it. Listings are cached on disk per diffID (`<root>/cache/listings/`).
 
-use super::error::{BuildError, BuildResult};
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -70,11 +70,11 @@ fn parent_of(p: &str) -> Option<&str> {
 }
 
 /// Read the listing of a layer (plain or compressed tar).
-pub fn listing_of(blob: impl Read + Send + 'static) -> BuildResult<Listing> {
+pub fn listing_of(blob: impl Read + Send + 'static) -> Result<Listing> {
     let (_, tar) = rbuild_image::layer::decompress(blob)?;
     let mut ar = tar::Archive::new(tar);
     let mut l = Listing::default();
-    let bad = |e: std::io::Error| BuildError::Image(rbuild_image::Error::CorruptLayer(format!("listing a layer: {e}")));
+    let bad = |e: std::io::Error| Error::Image(rbuild_image::Error::CorruptLayer(format!("listing a layer: {e}")));
     for ent in ar.entries().map_err(bad)? {
         let ent = ent.map_err(bad)?;
         let raw = String::from_utf8_lossy(&ent.path_bytes()).into_owned();
@@ -204,10 +204,10 @@ impl View {
 }
 
 /// Read the file `path` from an uncompressed or compressed layer tar (at most `limit` bytes).
-pub fn read_from_layer(blob: impl Read + Send + 'static, path: &str, limit: u64) -> BuildResult<Option<Vec<u8>>> {
+pub fn read_from_layer(blob: impl Read + Send + 'static, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
     let (_, tar) = rbuild_image::layer::decompress(blob)?;
     let mut ar = tar::Archive::new(tar);
-    let bad = |e: std::io::Error| BuildError::Image(rbuild_image::Error::CorruptLayer(format!("reading a layer: {e}")));
+    let bad = |e: std::io::Error| Error::Image(rbuild_image::Error::CorruptLayer(format!("reading a layer: {e}")));
     for ent in ar.entries().map_err(bad)? {
         let mut ent = ent.map_err(bad)?;
         if clean(&String::from_utf8_lossy(&ent.path_bytes())) == path {
