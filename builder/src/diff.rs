@@ -166,7 +166,7 @@ pub fn write_to<W: std::io::Write>(
     write_to_level(out, changes, compression, None, opts)
 }
 
-/// [`write_to`] at a compression level (`None`: the default, gzip 6 / zstd 3).
+/// [`write_to`] at a compression level (`None`: the default, gzip 1 / zstd 3).
 pub fn write_to_level<W: std::io::Write>(
     out: W,
     changes: Vec<Change>,

@@ -1,6 +1,7 @@
 //! Compression of layer blobs, with the blob digest and the diffID computed in the same
 //! single pass: uncompressed bytes go in once, and come out hashed twice.
 
+use super::pgzip::ParGzEncoder;
 use crate::descriptor::Descriptor;
 use crate::digest::{Algorithm, Digest, DigestWriter, Hasher};
 use crate::error::{Error, Result};
@@ -13,6 +14,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 /// zstd level when none is asked for (zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// The size of the pieces a zstd stream is cut into for its workers, at levels 1–3 and below.
+const ZSTD_JOB_SIZE: u32 = 8 << 20;
 
 /// What a finished layer blob is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +42,7 @@ impl LayerInfo {
 
 enum Encoder<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<DigestWriter<W>>),
+    Gzip(ParGzEncoder<DigestWriter<W>>),
     Zstd(zstd::stream::write::Encoder<'static, DigestWriter<W>>),
 }
 
@@ -65,16 +69,17 @@ impl<W: Write> LayerBlobWriter<W> {
         Self::with_threads(out, compression, level, workers)
     }
 
-    /// Like [`new`](Self::new) with the number of zstd worker threads fixed (at least 1;
-    /// ignored for gzip and none). The bytes written are the same for any count.
+    /// Like [`new`](Self::new) with the number of compression threads fixed (at least 1;
+    /// gzip uses at most [`super::pgzip::MAX_THREADS`]; ignored for none). The bytes written are the
+    /// same for any count.
     pub fn with_threads(out: W, compression: Compression, level: Option<i32>, threads: u32) -> Result<Self> {
         let encoder = match compression {
             Compression::None => Encoder::None(out),
             Compression::Gzip => {
                 let level = level.map(|l| l.clamp(0, 9) as u32).unwrap_or(DEFAULT_GZIP_LEVEL);
-                // GzBuilder with no name and mtime 0 keeps the header identical on every run.
+                // Blocks compressed in parallel (pigz-style); same bytes for any thread count.
                 let out = DigestWriter::new(out, Algorithm::Sha256);
-                Encoder::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(level)))
+                Encoder::Gzip(ParGzEncoder::new(out, level, threads))
             }
             Compression::Zstd => {
                 let level = level.unwrap_or(DEFAULT_ZSTD_LEVEL);
@@ -84,10 +89,17 @@ impl<W: Write> LayerBlobWriter<W> {
                 // worker count, so digests do not depend on the machine's cores.
                 enc.multithread(threads.max(1))?;
                 enc.include_checksum(false)?;
+                if level <= 3 {
+                    // zstd's default job is four windows: 2 MiB at level 1, where starting jobs
+                    // then costs a third of the time on one core. 8 MiB is level 3's default
+                    // (its bytes are unchanged) and makes zstd ~30% faster at level 1 and below.
+                    enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+                }
                 Encoder::Zstd(enc)
             }
         };
-        let pending = if compression == Compression::None { Vec::new() } else { Vec::with_capacity(CHUNK) };
+        // The gzip encoder cuts its own fixed blocks; only zstd needs fixed pieces from us.
+        let pending = if compression == Compression::Zstd { Vec::with_capacity(CHUNK) } else { Vec::new() };
         Ok(LayerBlobWriter { encoder, pending, diff_hasher: Algorithm::Sha256.hasher(), uncompressed: 0, compression })
     }
 
@@ -122,11 +134,20 @@ impl<W: Write> LayerBlobWriter<W> {
 
 impl<W: Write> Write for LayerBlobWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Encoder::None(w) = &mut self.encoder {
-            let n = w.write(buf)?;
-            self.diff_hasher.update(&buf[..n]);
-            self.uncompressed += n as u64;
-            return Ok(n);
+        match &mut self.encoder {
+            Encoder::None(w) => {
+                let n = w.write(buf)?;
+                self.diff_hasher.update(&buf[..n]);
+                self.uncompressed += n as u64;
+                return Ok(n);
+            }
+            Encoder::Gzip(g) => {
+                g.write_all(buf)?;
+                self.diff_hasher.update(buf);
+                self.uncompressed += buf.len() as u64;
+                return Ok(buf.len());
+            }
+            Encoder::Zstd(_) => {}
         }
         let mut rest = buf;
         if !self.pending.is_empty() || rest.len() < CHUNK {
@@ -245,5 +266,42 @@ mod tests {
         let (four, i4) = blob(4);
         assert!(one == four);
         assert_eq!(i1, i4);
+    }
+
+    #[test]
+    fn zstd_level_3_keeps_zstd_default_jobs() {
+        // More than two 8 MiB jobs: the explicit job size must equal level 3's default, so
+        // level-3 layers keep the bytes (and digests) they had before it was set.
+        let data: Vec<u8> =
+            (0..5_500_000u32).flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 29).to_le_bytes()).collect();
+        let mut w = LayerBlobWriter::with_threads(Vec::new(), Compression::Zstd, Some(3), 2).unwrap();
+        w.write_all(&data).unwrap();
+        let (ours, _) = w.finish().unwrap();
+        let mut plain = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        plain.multithread(2).unwrap();
+        plain.include_checksum(false).unwrap();
+        for piece in data.chunks(CHUNK) {
+            plain.write_all(piece).unwrap();
+        }
+        let plain = plain.finish().unwrap();
+        assert!(ours == plain, "{} vs {} bytes", ours.len(), plain.len());
+    }
+
+    #[test]
+    fn gzip_bytes_do_not_depend_on_threads_or_write_sizes() {
+        let data: Vec<u8> = (0..900_000u32).flat_map(|i| (i / 5 % 241).to_le_bytes()).collect();
+        let blob = |threads, step: usize| {
+            let mut w = LayerBlobWriter::with_threads(Vec::new(), Compression::Gzip, None, threads).unwrap();
+            for piece in data.chunks(step) {
+                w.write_all(piece).unwrap();
+            }
+            w.finish().unwrap()
+        };
+        let (one, info) = blob(1, 1 << 20);
+        for (threads, step) in [(2, 1 << 20), (4, 1 << 20), (2, 4097), (4, 333), (1, 65_537)] {
+            let (b, i) = blob(threads, step);
+            assert_eq!(i, info, "threads {threads} step {step}");
+            assert!(b == one, "threads {threads} step {step}");
+        }
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod apply;
 pub mod compress;
+pub mod pgzip;
 mod sys;
 pub mod writer;
 
