@@ -11,6 +11,8 @@
 //! driver = "filesystem"        # or "memory", or "s3"
 //! delete_enabled = true
 //! fsync = true                 # false: faster, but a power loss may lose acknowledged blobs
+//! cache_refresh = "1s"         # replicas re-check the bucket's generation this often (0: no cache);
+//!                              # default 1s on s3, no cache on filesystem/memory
 //! [storage.s3]                 # driver = "s3": every replica pointing here shares everything
 //! bucket = "registry"
 //! prefix = "prod"              # keys live under prod/ (default: the bucket's root)
@@ -19,6 +21,12 @@
 //! access_key_id = "…"          # absent: AWS_ACCESS_KEY_ID (and the other usual AWS_* variables)
 //! secret_access_key = "…"      # absent: AWS_SECRET_ACCESS_KEY
 //! path_style = true            # http://endpoint/bucket/key rather than http://bucket.endpoint/key
+//! redirect = false             # blob GETs: 307 to a presigned URL (clients must reach the endpoint)
+//! redirect_expiry = "5m"
+//! connect_timeout = "5s"       # a store that does not answer: requests fail with 503 after
+//! request_timeout = "60s"      #   these limits and retries, instead of hanging
+//! max_retries = 3
+//! retry_timeout = "15s"
 //!
 //! [tls]
 //! cert = "/etc/rbuild-registry/cert.pem"
@@ -91,13 +99,18 @@ pub struct StorageConfig {
     pub delete_enabled: bool,
     /// fsync blobs and links before they become visible (filesystem driver).
     pub fsync: bool,
+    /// How often a replica re-reads the bucket's generation object, which bounds how stale
+    /// its cache of tags, links and blob sizes can be; zero turns the cache off; absent: 1 s
+    /// on s3, off on the other drivers (see `crate::cache`).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub cache_refresh: Option<Duration>,
     /// The S3 bucket (`driver = "s3"`).
     pub s3: S3Config,
 }
 
 /// `[storage.s3]`: where the S3 driver keeps everything. Credentials and region left out here
 /// come from the usual `AWS_*` environment variables.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     /// The bucket (created when missing).
@@ -114,6 +127,45 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible stores want.
     pub path_style: bool,
+    /// Answer blob GETs with a 307 to a presigned URL of the object, so the bytes flow from the
+    /// store to the client directly (the client must reach the endpoint).
+    pub redirect: bool,
+    /// How long a presigned redirect URL stays valid.
+    #[serde(deserialize_with = "de_duration")]
+    pub redirect_expiry: Duration,
+    /// Limit for opening a connection to the store.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Limit for one request to the store, body included (blob reads are split into ranged
+    /// GETs and writes into parts, so no request carries more than [`crate::storage::s3::PART_SIZE`]
+    /// or a read range).
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Retries of a request that failed to connect, timed out or got a 5xx.
+    pub max_retries: usize,
+    /// Give up retrying a request this long after it first started.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: false,
+            redirect: false,
+            redirect_expiry: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 /// `[tls]`.
@@ -218,7 +270,13 @@ impl Default for Config {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { driver: "filesystem".into(), delete_enabled: true, fsync: true, s3: S3Config::default() }
+        StorageConfig {
+            driver: "filesystem".into(),
+            delete_enabled: true,
+            fsync: true,
+            cache_refresh: None,
+            s3: S3Config::default(),
+        }
     }
 }
 
@@ -321,11 +379,22 @@ impl Config {
                 "STORAGE_DRIVER" => self.storage.driver = v,
                 "DELETE_ENABLED" => self.storage.delete_enabled = env_bool(&k, &v)?,
                 "FSYNC" => self.storage.fsync = env_bool(&k, &v)?,
+                "CACHE_REFRESH" => self.storage.cache_refresh = Some(dur(&v)?),
                 "S3_BUCKET" => self.storage.s3.bucket = v,
                 "S3_PREFIX" => self.storage.s3.prefix = v,
                 "S3_ENDPOINT" => self.storage.s3.endpoint = Some(v),
                 "S3_REGION" => self.storage.s3.region = Some(v),
                 "S3_PATH_STYLE" => self.storage.s3.path_style = env_bool(&k, &v)?,
+                "S3_REDIRECT" => self.storage.s3.redirect = env_bool(&k, &v)?,
+                "S3_REDIRECT_EXPIRY" => self.storage.s3.redirect_expiry = dur(&v)?,
+                "S3_CONNECT_TIMEOUT" => self.storage.s3.connect_timeout = dur(&v)?,
+                "S3_REQUEST_TIMEOUT" => self.storage.s3.request_timeout = dur(&v)?,
+                "S3_RETRY_TIMEOUT" => self.storage.s3.retry_timeout = dur(&v)?,
+                "S3_MAX_RETRIES" => {
+                    self.storage.s3.max_retries = v
+                        .parse()
+                        .map_err(|_| Error::Config { where_: k.clone(), reason: format!("{v:?} is not a number") })?
+                }
                 "TLS_CERT" | "TLS_KEY" => {
                     let tls = self.tls.get_or_insert(TlsConfig { cert: PathBuf::new(), key: PathBuf::new() });
                     if key == "TLS_CERT" {
@@ -368,6 +437,13 @@ impl Config {
         }
         if self.storage.driver == "s3" && self.storage.s3.bucket.is_empty() {
             return bad("storage.s3.bucket", "the s3 driver needs a bucket".into());
+        }
+        let s3 = &self.storage.s3;
+        if s3.redirect_expiry.is_zero() || s3.redirect_expiry > Duration::from_secs(7 * 86400) {
+            return bad("storage.s3.redirect_expiry", "must be between 1s and 7d (S3's presigned URL limit)".into());
+        }
+        if s3.connect_timeout.is_zero() || s3.request_timeout.is_zero() {
+            return bad("storage.s3", "connect_timeout and request_timeout must be above zero".into());
         }
         if self.auth.mode != AuthMode::None && self.auth.htpasswd.is_none() {
             return bad("auth.htpasswd", "basic and token auth need an htpasswd file".into());
@@ -417,10 +493,24 @@ mod tests {
         let mut c: Config = toml::from_str(
             "[storage]\ndriver = \"s3\"\n[storage.s3]\nbucket = \"reg\"\nprefix = \"prod\"\n\
              endpoint = \"http://127.0.0.1:8333\"\nregion = \"eu-west-1\"\naccess_key_id = \"k\"\n\
-             secret_access_key = \"s\"\npath_style = true\n",
+             secret_access_key = \"s\"\npath_style = true\nredirect = true\nredirect_expiry = \"2m\"\n\
+             request_timeout = \"10s\"\nmax_retries = 1\n",
         )
         .unwrap();
         c.validate().unwrap();
+        assert!(c.storage.s3.redirect);
+        assert_eq!(c.storage.s3.redirect_expiry, Duration::from_secs(120));
+        assert_eq!(c.storage.s3.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.storage.s3.max_retries, 1);
+        assert_eq!(c.storage.s3.connect_timeout, Duration::from_secs(5));
+        c.apply_env([
+            ("RBUILD_REGISTRY_S3_REDIRECT".into(), "false".into()),
+            ("RBUILD_REGISTRY_S3_CONNECT_TIMEOUT".into(), "2s".into()),
+        ])
+        .unwrap();
+        assert!(!c.storage.s3.redirect);
+        assert_eq!(c.storage.s3.connect_timeout, Duration::from_secs(2));
+        assert!(c.apply_env([("RBUILD_REGISTRY_S3_MAX_RETRIES".into(), "many".into())]).is_err());
         assert_eq!(c.storage.s3.bucket, "reg");
         assert_eq!(c.storage.s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
         assert!(c.storage.s3.path_style);

@@ -30,6 +30,21 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The object store did not answer (connection refused, timed out, or a 5xx after the
+    /// retries): the registry answers 503 `UNAVAILABLE` until it is back.
+    #[error("object store {endpoint} unavailable: {op} s3://{bucket}/{key}: {reason}")]
+    Unavailable {
+        /// The store's endpoint URL.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// What was tried (`GET`, `PUT`, `LIST`…).
+        op: &'static str,
+        /// The object key (or key prefix).
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A configuration file or value that cannot be used.
     #[error("config {where_}: {reason}")]
     Config {
@@ -66,6 +81,11 @@ impl Error {
     /// True when the error means "nothing there".
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound(_))
+    }
+
+    /// True when the storage backend is unreachable or failing (a 503, worth retrying later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
     }
 
     /// Wrap an I/O error on a storage path; `NotFound` becomes [`Error::NotFound`].
@@ -126,10 +146,22 @@ impl AppError {
     }
 }
 
+/// Seconds a client is told to wait (`Retry-After`) when the object store is unavailable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 impl From<Error> for AppError {
     fn from(e: Error) -> AppError {
         match e {
             Error::InvalidPath { .. } => AppError::new(ErrorCode::NameInvalid, e.to_string()),
+            Error::Unavailable { endpoint, bucket, op, key, reason } => {
+                // One line with everything an operator needs; the client gets no endpoint.
+                tracing::error!(%endpoint, %bucket, %op, %key, %reason, "object store unavailable: answering 503");
+                AppError::new(
+                    ErrorCode::Unavailable,
+                    format!("the registry's storage is unavailable ({op} {key}): retry later"),
+                )
+                .with_header(http::header::RETRY_AFTER, &RETRY_AFTER_SECS.to_string())
+            }
             other => AppError::internal(other),
         }
     }

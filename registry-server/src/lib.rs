@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod config;
 mod error;
 pub mod gc;

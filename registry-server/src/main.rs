@@ -19,9 +19,13 @@ Environment variables:
   RBUILD_REGISTRY_ROOT            data directory (default ./registry-data)
   RBUILD_REGISTRY_READ_ONLY       true/false
   RBUILD_REGISTRY_LOG_LEVEL       tracing filter (RUST_LOG wins)
-  RBUILD_REGISTRY_STORAGE_DRIVER  filesystem or memory
+  RBUILD_REGISTRY_STORAGE_DRIVER  filesystem, memory or s3
+  RBUILD_REGISTRY_S3_BUCKET, _PREFIX, _ENDPOINT, _REGION, _PATH_STYLE   the s3 driver's bucket
+  RBUILD_REGISTRY_S3_REDIRECT     true: blob GETs answer 307 to a presigned store URL (_REDIRECT_EXPIRY)
+  RBUILD_REGISTRY_S3_CONNECT_TIMEOUT, _REQUEST_TIMEOUT, _MAX_RETRIES, _RETRY_TIMEOUT   store limits
   RBUILD_REGISTRY_DELETE_ENABLED  true/false
   RBUILD_REGISTRY_FSYNC           true/false (default true: blobs are on disk before they are visible)
+  RBUILD_REGISTRY_CACHE_REFRESH   replica cache staleness bound (default 1s on s3, 0 = off)
   RBUILD_REGISTRY_TLS_CERT        PEM certificate chain
   RBUILD_REGISTRY_TLS_KEY         PEM private key
   RBUILD_REGISTRY_AUTH            none, basic or token
@@ -66,8 +70,8 @@ enum Cmd {
         #[arg(long)]
         read_only: bool,
     },
-    /// Garbage-collect blobs no tag, index or referrer reaches. Run it with the server stopped
-    /// or read-only; a grace period protects pushes in flight anyway.
+    /// Garbage-collect blobs no tag, index or referrer reaches. Safe while the registry (any
+    /// number of replicas) keeps serving pushes; one collection runs at a time per storage.
     Gc {
         #[command(flatten)]
         common: Common,
@@ -80,6 +84,9 @@ enum Cmd {
         /// Never delete anything younger than this [default: gc.grace, 1h].
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         grace: Option<std::time::Duration>,
+        /// When another collection is running, wait for it instead of failing.
+        #[arg(long)]
+        wait: bool,
     },
     /// Print an htpasswd line (bcrypt) for USER, reading the password from stdin.
     HashPassword {
@@ -137,7 +144,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             init_logs(&cfg.log_level);
             rt.block_on(serve(cfg))?;
         }
-        Cmd::Gc { common, dry_run, delete_untagged, grace } => {
+        Cmd::Gc { common, dry_run, delete_untagged, grace, wait } => {
             let cfg = load(&common)?;
             init_logs(&cfg.log_level);
             let opts = GcOptions {
@@ -146,7 +153,17 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                 grace: grace.unwrap_or(cfg.gc.grace),
             };
             let state = AppState::new(&cfg)?;
-            let report = rt.block_on(gc::collect(&state.registry, &opts))?;
+            let report = rt.block_on(async {
+                loop {
+                    match gc::collect(&state.registry, &opts).await {
+                        Err(e) if wait && gc::is_busy(&e) => {
+                            eprintln!("rbuild-registry: {e}; waiting");
+                            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        }
+                        r => return r,
+                    }
+                }
+            })?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for m in &report.manifests_deleted {
                 println!("{verb} manifest {m}");

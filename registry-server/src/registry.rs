@@ -1,7 +1,16 @@
 //! The registry's domain operations on a storage driver: blobs, uploads, manifests, tags,
 //! referrers, catalog. HTTP handlers call these; so does garbage collection.
+//!
+//! Reads go through the replica's [`Cache`] (see [`crate::cache`] for what it may serve
+//! stale, and for how long). Everything that makes a blob referenced — finishing an upload,
+//! a mount, a manifest PUT — first *claims* the blobs it relies on, in storage, so garbage
+//! collection on any replica leaves them alone (the protocol and its argument are in
+//! [`crate::gc`]).
 
+use crate::cache::Cache;
+use crate::config::Config;
 use crate::error::{AppError, Result};
+use crate::gc::{CLAIM_LIMIT, CLOCK_SKEW, CONDEMN_LIMIT};
 use crate::paths;
 use crate::storage::{ByteStream, StorageDriver};
 use bytes::Bytes;
@@ -9,14 +18,85 @@ use futures::StreamExt;
 use rbuild_image::digest::Hasher;
 use rbuild_image::distribution::ErrorCode;
 use rbuild_image::{Algorithm, Descriptor, Digest, RawManifest, media_type as mt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The most manifest bytes kept in the in-memory cache (content-addressed, so never stale).
 const MANIFEST_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Chunks queued between the request body and the hashing thread.
 const HASH_QUEUE: usize = 16;
+/// The longest a push waits for garbage collection to decide about a blob it claims.
+const CONDEMNED_WAIT: Duration = Duration::from_secs(30);
+/// Storage requests of one claim or release in flight at once.
+const CLAIM_CONCURRENCY: usize = 8;
+/// The refresh interval of the cache on S3 when the config leaves it out.
+pub const DEFAULT_S3_CACHE_REFRESH: Duration = Duration::from_secs(1);
+
+/// `blobs/<alg>/<xx>/<hex>/condemned`: garbage collection is deciding whether to delete the
+/// blob (content: the collector's clock, Unix milliseconds).
+pub fn condemned_path(d: &Digest) -> String {
+    format!("{}/condemned", paths::blob_dir(d))
+}
+
+/// `blobs/<alg>/<xx>/<hex>/claims`: one object per push relying on the blob right now.
+pub fn claims_dir(d: &Digest) -> String {
+    format!("{}/claims", paths::blob_dir(d))
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A time in Unix milliseconds written by [`now_ms`], if `b` holds one.
+pub(crate) fn parse_ms(b: &[u8]) -> Option<u64> {
+    std::str::from_utf8(b).ok()?.trim().parse().ok()
+}
+
+/// How a [`Registry`] caches and refreshes.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Re-read the bucket's generation this often (the cache's staleness bound); zero: no cache.
+    pub cache_refresh: Duration,
+    /// Refresh a blob's last-used mark on HEAD/GET at most this often per replica.
+    pub touch_every: Duration,
+}
+
+impl RegistryOptions {
+    /// The defaults for a driver named `driver`: the cache on for `s3`, off otherwise.
+    pub fn for_driver(driver: &str) -> RegistryOptions {
+        let cache_refresh = if driver == "s3" { DEFAULT_S3_CACHE_REFRESH } else { Duration::ZERO };
+        RegistryOptions { cache_refresh, touch_every: Duration::from_secs(900) }
+    }
+
+    /// What `config` asks for, on a driver named `driver`.
+    pub fn from_config(config: &Config, driver: &str) -> RegistryOptions {
+        let mut o = RegistryOptions::for_driver(driver);
+        if let Some(r) = config.storage.cache_refresh {
+            o.cache_refresh = r;
+        }
+        // A HEAD then a manifest PUT within the grace period must find the blob still there.
+        o.touch_every = config.gc.grace / 4;
+        o
+    }
+}
+
+/// Blobs a push relies on, claimed in storage until [`Registry::release`].
+pub(crate) struct Claim {
+    id: String,
+    digests: Vec<Digest>,
+    present: HashSet<Digest>,
+    at: Instant,
+}
+
+impl Claim {
+    /// Was blob `d`'s data there once the claim held?
+    pub(crate) fn present(&self, d: &Digest) -> bool {
+        self.present.contains(d)
+    }
+}
 
 /// A manifest reference in a URL: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +159,11 @@ pub struct Registry {
     driver: Arc<dyn StorageDriver>,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
     cache: Mutex<ManifestCache>,
-    /// Pushes that make content reachable hold it shared; garbage collection holds it exclusive.
-    pub(crate) gc_lock: tokio::sync::RwLock<()>,
+    /// Links, blob sizes and tags, invalidated across replicas.
+    pub(crate) hot: Cache,
+    /// When this replica last refreshed each blob's last-used mark on a read.
+    touched: Mutex<HashMap<Digest, Instant>>,
+    touch_every: Duration,
     bytes_in: AtomicU64,
 }
 
@@ -89,15 +172,34 @@ fn bad_manifest(e: impl std::fmt::Display) -> AppError {
 }
 
 impl Registry {
-    /// A registry on `driver`.
+    /// A registry on `driver`, with the defaults for its kind (the cache on for S3).
     pub fn new(driver: Arc<dyn StorageDriver>) -> Registry {
+        let opts = RegistryOptions::for_driver(driver.name());
+        Registry::with_options(driver, opts)
+    }
+
+    /// A registry on `driver`, cached as `config` says.
+    pub fn with_config(driver: Arc<dyn StorageDriver>, config: &Config) -> Registry {
+        let opts = RegistryOptions::from_config(config, driver.name());
+        Registry::with_options(driver, opts)
+    }
+
+    /// A registry on `driver` with explicit options.
+    pub fn with_options(driver: Arc<dyn StorageDriver>, opts: RegistryOptions) -> Registry {
         Registry {
             driver,
             uploads: Mutex::new(HashMap::new()),
             cache: Mutex::new(ManifestCache::default()),
-            gc_lock: tokio::sync::RwLock::new(()),
+            hot: Cache::new(opts.cache_refresh),
+            touched: Mutex::new(HashMap::new()),
+            touch_every: opts.touch_every,
             bytes_in: AtomicU64::new(0),
         }
+    }
+
+    /// The cache's refresh interval (zero: no cache).
+    pub fn cache_refresh(&self) -> Duration {
+        self.hot.refresh()
     }
 
     /// The storage driver.
@@ -126,6 +228,151 @@ impl Registry {
         Ok(self.driver.stat(path).await?.is_some())
     }
 
+    /// Does link `path` exist? From the cache when known, else from storage (and cached).
+    async fn link_cached(&self, epoch: u64, path: &str) -> Result<bool> {
+        if self.hot.link(path) {
+            return Ok(true);
+        }
+        let found = self.exists(path).await?;
+        if found {
+            self.hot.fill_link(epoch, path);
+        }
+        Ok(found)
+    }
+
+    /// Size of blob `d`'s data if it is there, from the cache when known.
+    async fn data_size_cached(&self, epoch: u64, d: &Digest) -> Result<Option<u64>> {
+        if let Some(s) = self.hot.blob(d) {
+            return Ok(Some(s));
+        }
+        let size = self.driver.stat(&paths::blob_data(d)).await?.filter(|i| !i.is_dir).map(|i| i.size);
+        if let Some(s) = size {
+            self.hot.fill_blob(epoch, d, s);
+        }
+        Ok(size)
+    }
+
+    /// Refresh blob `d`'s last-used mark (at most once per `touch_every` on this replica),
+    /// so a HEAD followed by a manifest PUT within the grace period finds it still there.
+    /// False when the blob is gone or garbage collection is deleting it.
+    async fn touch_used(&self, d: &Digest) -> Result<bool> {
+        {
+            let t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            if t.get(d).is_some_and(|at| at.elapsed() < self.touch_every) {
+                return Ok(true);
+            }
+        }
+        match self.driver.touch(&paths::blob_data(d)).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if self.condemned_fresh(d).await?.is_some() {
+            return Ok(false);
+        }
+        let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() > 100_000 {
+            t.clear();
+        }
+        t.insert(d.clone(), Instant::now());
+        Ok(true)
+    }
+
+    /// The time of blob `d`'s condemned marker, when there is one a collector may still act on.
+    async fn condemned_fresh(&self, d: &Digest) -> Result<Option<u64>> {
+        let at = match self.driver.get_content(&condemned_path(d)).await {
+            Ok(b) => parse_ms(&b).unwrap_or(0),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let limit = (CONDEMN_LIMIT + CLOCK_SKEW).as_millis() as u64;
+        Ok((now_ms().saturating_sub(at) < limit).then_some(at))
+    }
+
+    /// Claim blobs `digests` for a push: write a claim object for each, then wait out any
+    /// collector deciding about it, then see which are there. Garbage collection never deletes
+    /// a blob with a live claim (the argument is in [`crate::gc`]). Release with
+    /// [`Registry::release`] whatever happens.
+    pub(crate) async fn claim(&self, digests: &[Digest]) -> std::result::Result<Claim, AppError> {
+        let mut uniq: Vec<Digest> = digests.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        let claim = Claim {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            digests: uniq,
+            present: HashSet::new(),
+            at: Instant::now(),
+        };
+        let id = claim.id.clone();
+        let results: Vec<std::result::Result<Option<Digest>, AppError>> = futures::stream::iter(claim.digests.clone())
+            .map(|d| {
+                let id = id.clone();
+                async move {
+                    let k = format!("{}/{id}", claims_dir(&d));
+                    self.driver.put_volatile(&k, Bytes::from(now_ms().to_string())).await?;
+                    // The claim is written before the condemned marker is read: a collector
+                    // that condemned the blob after this read sees the claim.
+                    let waited = Instant::now();
+                    while self.condemned_fresh(&d).await?.is_some() {
+                        if waited.elapsed() > CONDEMNED_WAIT {
+                            return Err(AppError::new(
+                                ErrorCode::Unavailable,
+                                format!("blob {d} is being garbage-collected; retry in a minute"),
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    let there = self.driver.stat(&paths::blob_data(&d)).await?.is_some_and(|i| !i.is_dir);
+                    Ok(there.then_some(d))
+                }
+            })
+            .buffer_unordered(CLAIM_CONCURRENCY)
+            .collect()
+            .await;
+        let mut claim = claim;
+        let mut err = None;
+        for r in results {
+            match r {
+                Ok(Some(d)) => {
+                    claim.present.insert(d);
+                }
+                Ok(None) => {}
+                Err(e) => err = Some(e),
+            }
+        }
+        if let Some(e) = err {
+            self.release(claim).await;
+            return Err(e);
+        }
+        Ok(claim)
+    }
+
+    /// Drop a claim's objects (best effort: a leftover claim expires after [`CLAIM_LIMIT`]).
+    pub(crate) async fn release(&self, claim: Claim) {
+        let id = claim.id;
+        futures::stream::iter(claim.digests)
+            .for_each_concurrent(CLAIM_CONCURRENCY, |d| {
+                let k = format!("{}/{id}", claims_dir(&d));
+                async move {
+                    if let Err(e) = self.driver.delete(&k).await {
+                        tracing::warn!(claim = %k, error = %e, "could not remove a blob claim; it expires on its own");
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// Fail when a claim is too old for garbage collection to still honour it.
+    fn check_claim_age(claim: &Claim) -> std::result::Result<(), AppError> {
+        if claim.at.elapsed() >= CLAIM_LIMIT {
+            return Err(AppError::new(
+                ErrorCode::Unavailable,
+                format!("the push took longer than {}s; retry", CLAIM_LIMIT.as_secs()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Does the repository exist (anything stored under its name)?
     pub async fn repo_exists(&self, name: &str) -> Result<bool> {
         Ok(self.driver.stat(&paths::repo(name)).await?.is_some_and(|i| i.is_dir))
@@ -134,7 +381,25 @@ impl Registry {
     // ---- blobs ----
 
     /// The size of blob `d` if repository `name` may serve it (a layer link or a manifest).
+    /// Answers from the cache when it can, and refreshes the blob's last-used mark (a client
+    /// that HEADs a blob, finds it, and skips the upload must still find it at its manifest
+    /// PUT).
     pub async fn blob_size(&self, name: &str, d: &Digest) -> Result<Option<u64>> {
+        let epoch = self.hot.sync(&*self.driver).await?;
+        if !self.link_cached(epoch, &paths::layer_link(name, d)).await?
+            && !self.link_cached(epoch, &paths::revision_link(name, d)).await?
+        {
+            return Ok(None);
+        }
+        let Some(size) = self.data_size_cached(epoch, d).await? else { return Ok(None) };
+        if !self.touch_used(d).await? {
+            return Ok(None);
+        }
+        Ok(Some(size))
+    }
+
+    /// [`Registry::blob_size`] from storage, without the cache or a touch.
+    async fn blob_size_uncached(&self, name: &str, d: &Digest) -> Result<Option<u64>> {
         if !self.exists(&paths::layer_link(name, d)).await? && !self.exists(&paths::revision_link(name, d)).await? {
             return Ok(None);
         }
@@ -142,8 +407,17 @@ impl Registry {
     }
 
     /// Stream blob `d` from `offset` (the caller checked access with [`Registry::blob_size`]).
-    pub async fn blob_read(&self, d: &Digest, offset: u64) -> Result<ByteStream> {
-        self.driver.read(&paths::blob_data(d), offset).await
+    /// Gone since the cache said it was there (deleted on another replica less than one
+    /// refresh interval ago): `BLOB_UNKNOWN`, and this replica forgets what it cached.
+    pub async fn blob_read(&self, d: &Digest, offset: u64) -> std::result::Result<ByteStream, AppError> {
+        match self.driver.read(&paths::blob_data(d), offset).await {
+            Ok(s) => Ok(s),
+            Err(e) if e.is_not_found() => {
+                self.hot.drop_local();
+                Err(AppError::new(ErrorCode::BlobUnknown, format!("blob {d} was deleted")))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Is blob `d` stored anywhere in the registry?
@@ -157,23 +431,35 @@ impl Registry {
         if !self.exists(&link).await? {
             return Ok(false);
         }
-        self.driver.delete(link.trim_end_matches("/link")).await
+        let found = self.driver.delete(link.trim_end_matches("/link")).await?;
+        self.hot.bump(&*self.driver).await?;
+        Ok(found)
     }
 
     /// Link blob `d` into `name` when `from` (or, without `from`, any repository) has it.
-    pub async fn mount(&self, name: &str, from: Option<&str>, d: &Digest) -> Result<bool> {
-        let _g = self.gc_lock.read().await;
+    pub async fn mount(&self, name: &str, from: Option<&str>, d: &Digest) -> std::result::Result<bool, AppError> {
         let available = match from {
-            Some(from) => self.blob_size(from, d).await?.is_some(),
+            Some(from) => self.blob_size_uncached(from, d).await?.is_some(),
             None => self.blob_exists_anywhere(d).await?,
         };
         if !available {
             return Ok(false);
         }
-        // Touch first: a blob that was unreferenced must not be swept between here and the manifest.
-        let _ = self.driver.touch(&paths::blob_data(d)).await;
-        self.write_link(&paths::layer_link(name, d), d).await?;
-        Ok(true)
+        // Claimed, a blob nobody referenced cannot be swept between here and the link; and the
+        // fresh mark keeps it through the grace period, until the manifest arrives.
+        let claim = self.claim(std::slice::from_ref(d)).await?;
+        let r = async {
+            if !claim.present(d) {
+                return Ok(false);
+            }
+            let _ = self.driver.touch(&paths::blob_data(d)).await;
+            Self::check_claim_age(&claim)?;
+            self.write_link(&paths::layer_link(name, d), d).await?;
+            Ok::<bool, AppError>(true)
+        }
+        .await;
+        self.release(claim).await;
+        r
     }
 
     // ---- uploads ----
@@ -282,7 +568,12 @@ impl Registry {
             Err(e) => {
                 st.hasher = None;
                 st.hashed = 0;
-                Err(AppError::new(ErrorCode::BlobUploadInvalid, format!("upload {id}: {e}")))
+                // The store failing mid-chunk is a 503 (retry), not the client's fault.
+                Err(if e.is_unavailable() {
+                    e.into()
+                } else {
+                    AppError::new(ErrorCode::BlobUploadInvalid, format!("upload {id}: {e}"))
+                })
             }
         }
     }
@@ -323,14 +614,21 @@ impl Registry {
             ));
         }
         {
-            let _g = self.gc_lock.read().await;
             let target = paths::blob_data(expected);
-            if self.exists(&target).await? {
-                let _ = self.driver.touch(&target).await;
-            } else {
-                self.driver.rename(&data, &target).await?;
+            let claim = self.claim(std::slice::from_ref(expected)).await?;
+            let r = async {
+                if claim.present(expected) {
+                    let _ = self.driver.touch(&target).await;
+                } else {
+                    self.driver.rename(&data, &target).await?;
+                }
+                Self::check_claim_age(&claim)?;
+                self.write_link(&paths::layer_link(name, expected), expected).await?;
+                Ok::<(), AppError>(())
             }
-            self.write_link(&paths::layer_link(name, expected), expected).await?;
+            .await;
+            self.release(claim).await;
+            r?;
         }
         self.driver.delete(&paths::upload_dir(name, id)).await?;
         drop(st);
@@ -354,14 +652,27 @@ impl Registry {
     // ---- manifests ----
 
     async fn resolve(&self, name: &str, r: &ManifestRef) -> Result<Option<Digest>> {
+        let epoch = self.hot.sync(&*self.driver).await?;
         let d = match r {
-            ManifestRef::Tag(t) => match self.read_link(&paths::tag_link(name, t)).await? {
-                Some(d) => d,
-                None => return Ok(None),
-            },
+            ManifestRef::Tag(t) => {
+                let path = paths::tag_link(name, t);
+                match self.hot.tag(&path) {
+                    Some(d) => d,
+                    None => {
+                        let at = Instant::now();
+                        match self.read_link(&path).await? {
+                            Some(d) => {
+                                self.hot.fill_tag(epoch, &path, &d, at);
+                                d
+                            }
+                            None => return Ok(None),
+                        }
+                    }
+                }
+            }
             ManifestRef::Digest(d) => d.clone(),
         };
-        Ok(self.exists(&paths::revision_link(name, &d)).await?.then_some(d))
+        Ok(self.link_cached(epoch, &paths::revision_link(name, &d)).await?.then_some(d))
     }
 
     pub(crate) async fn load_manifest(&self, name: &str, d: &Digest) -> Result<Option<StoredManifest>> {
@@ -404,13 +715,14 @@ impl Registry {
         }
     }
 
-    async fn check_reference(&self, name: &str, d: &Descriptor, in_index: bool) -> std::result::Result<(), AppError> {
+    /// Is `d` in `name`? Asked of storage, never the cache, with `d` already claimed.
+    async fn check_reference(&self, name: &str, d: &Descriptor, claim: &Claim) -> std::result::Result<(), AppError> {
         if !d.urls.is_empty() && mt::is_non_distributable(&d.media_type) {
             return Ok(());
         }
-        let as_manifest = self.exists(&paths::revision_link(name, &d.digest)).await?;
-        let as_blob = !in_index && self.blob_size(name, &d.digest).await?.is_some();
-        let ok = as_manifest || as_blob || (in_index && self.blob_size(name, &d.digest).await?.is_some());
+        let ok = claim.present(&d.digest)
+            && (self.exists(&paths::revision_link(name, &d.digest)).await?
+                || self.exists(&paths::layer_link(name, &d.digest)).await?);
         if ok {
             Ok(())
         } else {
@@ -454,15 +766,40 @@ impl Registry {
                 )));
             }
         }
-        let is_index = raw.as_index().is_some();
+        // Claim everything the manifest relies on (and its own blob) before checking it is
+        // there; hold the claims until the manifest and its tags are written.
+        let mut wanted: Vec<Digest> = raw
+            .references()
+            .iter()
+            .filter(|d| d.urls.is_empty() || !mt::is_non_distributable(&d.media_type))
+            .map(|d| d.digest.clone())
+            .collect();
+        wanted.push(raw.digest().clone());
+        let claim = self.claim(&wanted).await?;
+        let result = self.manifest_put_claimed(name, r, &raw, bytes, extra_tags, &claim).await;
+        self.release(claim).await;
+        result
+    }
+
+    async fn manifest_put_claimed(
+        &self,
+        name: &str,
+        r: &ManifestRef,
+        raw: &RawManifest,
+        bytes: Bytes,
+        extra_tags: &[String],
+        claim: &Claim,
+    ) -> std::result::Result<PutManifest, AppError> {
+        // Read before anything is written, so a store failing here leaves no half-PUT.
+        let epoch = self.hot.sync(&*self.driver).await?;
         for d in raw.references() {
-            self.check_reference(name, d, is_index).await?;
+            self.check_reference(name, d, claim).await?;
         }
         let digest = raw.digest().clone();
         let subject = raw.subject().map(|s| s.digest.clone());
-        let _g = self.gc_lock.read().await;
+        Self::check_claim_age(claim)?;
         let blob = paths::blob_data(&digest);
-        if self.exists(&blob).await? {
+        if claim.present(&digest) {
             let _ = self.driver.touch(&blob).await;
         } else {
             self.driver.put_content(&blob, bytes.clone()).await?;
@@ -472,7 +809,7 @@ impl Registry {
             .await?;
         self.write_link(&paths::revision_link(name, &digest), &digest).await?;
         if let Some(s) = &subject {
-            let desc = referrer_descriptor(&raw);
+            let desc = referrer_descriptor(raw);
             let json = serde_json::to_vec(&desc).map_err(AppError::internal)?;
             self.driver.put_content(&paths::referrer_link(name, s, &digest), Bytes::from(json)).await?;
         }
@@ -481,7 +818,11 @@ impl Registry {
             ManifestRef::Digest(_) => extra_tags.iter().collect(),
         };
         for t in tags {
-            self.write_link(&paths::tag_link(name, t), &digest).await?;
+            let path = paths::tag_link(name, t);
+            let at = Instant::now();
+            self.write_link(&path, &digest).await?;
+            // This replica sees its own tag move at once; the others within the refresh interval.
+            self.hot.fill_tag(epoch, &path, &digest, at);
         }
         Ok(PutManifest { digest, subject })
     }
@@ -494,13 +835,16 @@ impl Registry {
                 if !self.exists(&paths::tag_link(name, t)).await? {
                     return Ok(false);
                 }
-                self.driver.delete(&paths::tag_dir(name, t)).await
+                let found = self.driver.delete(&paths::tag_dir(name, t)).await?;
+                self.hot.bump(&*self.driver).await?;
+                Ok(found)
             }
             ManifestRef::Digest(d) => {
                 if !self.exists(&paths::revision_link(name, d)).await? {
                     return Ok(false);
                 }
                 self.unlink_manifest(name, d).await?;
+                self.hot.bump(&*self.driver).await?;
                 Ok(true)
             }
         }

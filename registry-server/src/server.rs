@@ -143,6 +143,7 @@ impl Server {
                             );
                             st.metrics.gc_done(r.blobs_deleted.len() as u64);
                         }
+                        Err(e) if gc::is_busy(&e) => tracing::info!(reason = %e, "online gc skipped"),
                         Err(e) => tracing::error!(error = %e, "online gc failed"),
                     }
                 }

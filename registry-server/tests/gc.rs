@@ -137,3 +137,86 @@ fn offline_gc_command() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("deleted blob {orphan}")));
     assert!(!dir.path().join(format!("blobs/sha256/{}/{}", &orphan.hex()[..2], orphan.hex())).exists());
 }
+
+#[tokio::test]
+async fn a_claimed_blob_survives_and_a_stale_claim_does_not() {
+    use rbuild_registry_server::registry::{claims_dir, condemned_path};
+    let reg = TestRegistry::start().await;
+    let registry = reg.server.state().registry.clone();
+    let d = registry.driver().clone();
+    let orphan = reg.push_blob("app", b"claimed orphan").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let claim = format!("{}/a-push", claims_dir(&orphan));
+    let blob_dir = reg.root().join(format!("blobs/sha256/{}/{}", &orphan.hex()[..2], orphan.hex()));
+
+    // A push relies on it (claimed a moment ago): kept, and its condemned marker lifted.
+    d.put_content(&claim, bytes::Bytes::from(now.to_string())).await.unwrap();
+    let rep = collect(&registry, &opts(false, false, 0)).await.unwrap();
+    assert!(rep.blobs_deleted.is_empty(), "{rep:?}");
+    assert_eq!(rep.kept_in_use, 1);
+    assert!(d.stat(&condemned_path(&orphan)).await.unwrap().is_none());
+    assert!(blob_dir.join("data").exists());
+
+    // The push died long ago: its claim is a leftover, and the blob goes.
+    d.put_content(&claim, bytes::Bytes::from_static(b"1000")).await.unwrap();
+    let rep = collect(&registry, &opts(false, false, 0)).await.unwrap();
+    assert_eq!(rep.blobs_deleted, vec![orphan.clone()]);
+    assert!(!blob_dir.exists());
+
+    // A directory a dead push left without data is cleaned up too.
+    let ghost = Digest::sha256_of(b"never uploaded");
+    d.put_content(&format!("{}/dead", claims_dir(&ghost)), bytes::Bytes::from_static(b"1000")).await.unwrap();
+    collect(&registry, &opts(false, false, 0)).await.unwrap();
+    assert!(!reg.root().join(format!("blobs/sha256/{}/{}", &ghost.hex()[..2], ghost.hex())).exists());
+}
+
+#[tokio::test]
+async fn one_collection_at_a_time_on_the_filesystem() {
+    use rbuild_registry_server::gc::{LeaseOptions, acquire_lease, is_busy};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::start_with(|c| c.root = dir.path().to_path_buf()).await;
+    let registry = reg.server.state().registry.clone();
+    let lease = acquire_lease(registry.driver(), &LeaseOptions::default()).await.unwrap();
+    let e = collect(&registry, &opts(false, false, 0)).await.unwrap_err();
+    assert!(is_busy(&e), "{e}");
+    // The offline command says who holds it, and fails.
+    let bin = env!("CARGO_BIN_EXE_rbuild-registry");
+    let out = tokio::process::Command::new(bin)
+        .args(["gc", "--grace", "0s", "--root"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running") && err.contains("pid"), "{err}");
+    // With --wait it runs once the lease is given up.
+    let waiting =
+        tokio::process::Command::new(bin).args(["gc", "--wait", "--grace", "0s", "--root"]).arg(dir.path()).output();
+    let waiting = tokio::spawn(waiting);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lease.release().await.unwrap();
+    let out = waiting.await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("blobs kept"));
+    collect(&registry, &opts(false, false, 0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_blob_head_keeps_it_through_the_grace_period() {
+    let reg = TestRegistry::start().await;
+    let registry = reg.server.state().registry.clone();
+    let blob = reg.push_blob("app", b"HEADed, then referenced").await;
+    let grace = opts(false, false, 2);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A client checks the blob is there (and would now skip uploading it)…
+    let r = reg.client.head(reg.url(&format!("/v2/app/blobs/{blob}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // …so a collection right after leaves it for the manifest to come.
+    let rep = collect(&registry, &grace).await.unwrap();
+    assert!(rep.blobs_deleted.is_empty(), "{rep:?}");
+    // Nobody used it for a whole grace period: it goes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rep = collect(&registry, &grace).await.unwrap();
+    assert_eq!(rep.blobs_deleted, vec![blob]);
+}

@@ -1,4 +1,5 @@
-//! `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`, with `Range`.
+//! `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`, with `Range`; with `[storage.s3] redirect`,
+//! a GET is a 307 to a presigned URL of the object (HEAD is still answered here).
 
 use super::{AppState, empty};
 use crate::error::AppError;
@@ -63,6 +64,20 @@ pub async fn get(
         },
         None => None,
     };
+    if let (Some(s3), false) = (&st.redirect, head) {
+        // The bytes come from the store itself; a Range header follows the redirect to it.
+        let url = s3.presigned_get(&crate::paths::blob_data(&d)).await?;
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        let h = resp.headers_mut();
+        h.insert(header::LOCATION, HeaderValue::from_str(&url).map_err(AppError::internal)?);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(&d.to_string()) {
+            h.insert(HEADER_CONTENT_DIGEST, v);
+        }
+        return Ok(resp);
+    }
     let (status, start, len) = match range {
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
         None => (StatusCode::OK, 0, size),

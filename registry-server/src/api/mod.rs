@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{AppError, Result};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::storage::{ByteStream, FsDriver, MemoryDriver, StorageDriver};
+use crate::storage::{ByteStream, FsDriver, MemoryDriver, S3Driver, StorageDriver};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -43,29 +43,41 @@ pub struct AppState {
     pub delete_enabled: bool,
     /// Served over TLS (for the token realm's scheme).
     pub tls: bool,
+    /// With `[storage.s3] redirect`: the S3 driver that signs blob GET redirects.
+    pub redirect: Option<Arc<S3Driver>>,
 }
 
 impl AppState {
     /// State for `config`, on the storage driver it names.
     pub fn new(config: &Config) -> Result<AppState> {
+        let mut redirect = None;
         let driver: Arc<dyn StorageDriver> = match config.storage.driver.as_str() {
             "memory" => Arc::new(MemoryDriver::new()),
-            "s3" => Arc::new(crate::storage::S3Driver::new(&config.storage.s3)?),
+            "s3" => {
+                let d = Arc::new(S3Driver::new(&config.storage.s3)?);
+                if config.storage.s3.redirect {
+                    redirect = Some(d.clone());
+                }
+                d
+            }
             _ => Arc::new(FsDriver::new(&config.root)?.with_fsync(config.storage.fsync)),
         };
-        AppState::with_driver(config, driver)
+        let mut state = AppState::with_driver(config, driver)?;
+        state.redirect = redirect;
+        Ok(state)
     }
 
     /// State for `config` on a given driver.
     pub fn with_driver(config: &Config, driver: Arc<dyn StorageDriver>) -> Result<AppState> {
         config.validate()?;
         Ok(AppState {
-            registry: Arc::new(Registry::new(driver)),
+            registry: Arc::new(Registry::with_config(driver, config)),
             auth: Arc::new(Auth::new(&config.auth)?),
             metrics: Arc::new(Metrics::default()),
             read_only: config.read_only,
             delete_enabled: config.storage.delete_enabled,
             tls: config.tls.is_some(),
+            redirect: None,
         })
     }
 }
@@ -91,7 +103,20 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let _guard = (matches!(method, Method::POST | Method::PATCH | Method::PUT)
         && req.uri().path().contains("/blobs/uploads"))
     .then(|| st.metrics.upload_started());
+    let h1 = req.version() <= axum::http::Version::HTTP_11;
+    let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
     let mut resp = next.run(req).await;
+    if h1 && has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        // Refused before its body was read (a 503 while storage is down, a 416, an auth
+        // failure): the connection cannot carry another request, so say so rather than let
+        // the client reuse it and meet a closed socket.
+        resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     st.metrics.request(method.as_str(), resp.status().as_u16());
     if let Some(n) = axum::body::HttpBody::size_hint(resp.body()).exact() {
         st.metrics.sent(n);

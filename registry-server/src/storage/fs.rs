@@ -218,6 +218,49 @@ impl StorageDriver for FsDriver {
         .await
     }
 
+    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
+        let p = self.resolve(path)?;
+        blocking(path, move || {
+            ensure_parent(&p)?;
+            let tmp = temp_sibling(&p);
+            let r = fs::write(&tmp, &data).and_then(|()| fs::rename(&tmp, &p));
+            if r.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            r
+        })
+        .await
+    }
+
+    async fn create_new(&self, path: &str, data: Bytes) -> Result<bool> {
+        let p = self.resolve(path)?;
+        let fsync = self.fsync;
+        blocking(path, move || {
+            ensure_parent(&p)?;
+            let tmp = temp_sibling(&p);
+            // link(2) fails when the name exists: the file appears whole, or not at all.
+            let r = (|| {
+                let mut f = File::create(&tmp)?;
+                f.write_all(&data)?;
+                if fsync {
+                    f.sync_data()?;
+                }
+                match fs::hard_link(&tmp, &p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+                if fsync {
+                    sync_dir(p.parent().unwrap_or(Path::new(".")))?;
+                }
+                Ok(true)
+            })();
+            let _ = fs::remove_file(&tmp);
+            r
+        })
+        .await
+    }
+
     async fn read(&self, path: &str, offset: u64) -> Result<ByteStream> {
         let p = self.resolve(path)?;
         let mut file = blocking(path, move || {

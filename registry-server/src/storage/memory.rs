@@ -64,6 +64,16 @@ impl StorageDriver for MemoryDriver {
         Ok(())
     }
 
+    async fn create_new(&self, path: &str, data: Bytes) -> Result<bool> {
+        check_path(path)?;
+        let mut files = self.files();
+        if files.contains_key(path) {
+            return Ok(false);
+        }
+        files.insert(path.to_string(), (data, SystemTime::now()));
+        Ok(true)
+    }
+
     async fn read(&self, path: &str, offset: u64) -> Result<ByteStream> {
         let b = self.get_content(path).await?;
         let start = (offset as usize).min(b.len());

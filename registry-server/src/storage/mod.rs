@@ -70,6 +70,27 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// Set a file's modification time to now (garbage collection's grace period reads it).
     async fn touch(&self, path: &str) -> Result<()>;
+
+    /// Like [`StorageDriver::put_content`], but the file need not survive a crash of the
+    /// machine (it must still be visible to every reader once this returns): for short-lived
+    /// markers such as garbage collection's claims. The filesystem driver skips its fsyncs.
+    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
+        self.put_content(path, data).await
+    }
+
+    /// Create a small file only when nothing is there: of several callers racing (in one
+    /// process or on several replicas), exactly one gets `true`; the others get `false` and
+    /// change nothing. The garbage collector's lease is built on it.
+    ///
+    /// The default is a stat then a put, which is not atomic: every driver of the crate
+    /// overrides it (filesystem: `link(2)`; memory: one map lock; S3: `If-None-Match: *`).
+    async fn create_new(&self, path: &str, data: Bytes) -> Result<bool> {
+        if self.stat(path).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_content(path, data).await?;
+        Ok(true)
+    }
 }
 
 /// Check a storage path: relative, `/`-separated, no empty, `.` or `..` components, no

@@ -13,6 +13,7 @@ pub struct Seaweed {
     child: Child,
     pub dir: tempfile::TempDir,
     pub s3_port: u16,
+    ports: Vec<u16>,
 }
 
 /// The `weed` binary: on PATH, or where pip put it.
@@ -55,7 +56,6 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl Seaweed {
     /// Start SeaweedFS and wait until it stores and deletes an object.
     pub async fn start() -> Seaweed {
-        let weed = weed();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("s3.json");
         let identities = serde_json::json!({"identities": [{
@@ -64,11 +64,21 @@ impl Seaweed {
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]
         }]});
         std::fs::write(&config, serde_json::to_vec(&identities).unwrap()).unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let p = free_ports(8);
-        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
-        let child = Command::new(&weed)
+        let child = Self::spawn(dir.path(), &p);
+        let mut sw = Seaweed { child, dir, s3_port: p[6], ports: p };
+        sw.wait_ready().await;
+        sw
+    }
+
+    /// `weed server` with its data, config and log in `dir`, on ports `p`.
+    fn spawn(dir: &std::path::Path, p: &[u16]) -> Child {
+        let weed = weed();
+        let config = dir.join("s3.json");
+        let data = dir.join("data");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).unwrap();
+        Command::new(&weed)
             .arg("server")
             .arg(format!("-dir={}", data.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
@@ -87,10 +97,31 @@ impl Seaweed {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", weed.display()));
-        let mut sw = Seaweed { child, dir, s3_port: p[6] };
-        sw.wait_ready().await;
-        sw
+            .unwrap_or_else(|e| panic!("starting {}: {e}", weed.display()))
+    }
+
+    /// Kill the store (SIGKILL): the S3 port refuses connections until [`Seaweed::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the store again on the same ports and data directory; wait until it serves.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.child = Self::spawn(self.dir.path(), &self.ports);
+            // Give it a moment: a port still held by the old process makes it exit at once.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match self.child.try_wait() {
+                Ok(Some(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                _ => break,
+            }
+        }
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -132,6 +163,7 @@ impl Seaweed {
             access_key_id: Some(ACCESS_KEY.into()),
             secret_access_key: Some(SECRET_KEY.into()),
             path_style: true,
+            ..S3Config::default()
         }
     }
 }
