@@ -2,106 +2,14 @@
 //! from the host's /bin/busybox (busybox-static) and imported with `rbuild import`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
+mod common;
+
+use common::{Env, RBUILD, Registry};
 
 fn testdata(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build").join(p)
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    /// A fresh store with `busybox:latest` imported.
-    fn new() -> Env {
-        let e = Env::bare();
-        e.import_busybox("busybox:latest");
-        e
-    }
-
-    fn bare() -> Env {
-        assert!(Path::new("/bin/busybox").exists(), "these tests need /bin/busybox (apt-get install busybox-static)");
-        Env { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn import_busybox(&self, name: &str) {
-        let rootfs = self.path("rootfs");
-        if !rootfs.exists() {
-            std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-            std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-            std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-            let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-            for a in String::from_utf8_lossy(&list.stdout).lines() {
-                if a != "busybox" && !a.is_empty() {
-                    let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
-                }
-            }
-            std::fs::write(
-                rootfs.join("etc/passwd"),
-                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-            )
-            .unwrap();
-            std::fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
-            let st = Command::new("tar")
-                .args(["--sort=name", "--mtime=@1700000000", "--owner=0", "--group=0", "--numeric-owner", "-C"])
-                .arg(&rootfs)
-                .arg("-cf")
-                .arg(self.path("rootfs.tar"))
-                .args(["bin", "etc"])
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        let out = self.rb(&["import", "--change", "CMD [\"sh\"]", self.path("rootfs.tar").to_str().unwrap(), name]);
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn rb(&self, args: &[&str]) -> Output {
-        Command::new(RBUILD)
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// Build; panics with the output on failure; returns (stderr, metadata JSON).
-    fn build(&self, args: &[&str]) -> (String, serde_json::Value) {
-        let meta = self.path(&format!("meta-{}.json", rand_suffix()));
-        let mut a: Vec<&str> = vec!["build", "--progress", "plain", "--metadata-file", meta.to_str().unwrap()];
-        a.extend_from_slice(args);
-        let out = self.rb(&a);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "build {args:?} failed:\n{err}");
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
-        (err, m)
-    }
-
-    fn config(&self, image: &str) -> serde_json::Value {
-        let out = self.rb(&["inspect", image]);
-        assert!(out.status.success(), "inspect: {}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v[0].clone()
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -399,56 +307,9 @@ fn cache_export_and_import_local() {
     assert!(st.iter().all(|(_, c)| *c), "{st:?}\n{err}");
 }
 
-struct Registry {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry() -> Registry {
-    assert!(
-        Path::new("/usr/bin/docker-registry").exists(),
-        "this test needs docker-registry (apt-get install docker-registry)"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Registry { child, port, _dir: dir };
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("docker-registry did not start");
-}
-
 #[test]
 fn push_to_a_registry_and_build_on_a_remote_base_without_its_layers() {
-    let reg = start_registry();
+    let reg = Registry::start(None);
     let host = format!("127.0.0.1:{}", reg.port);
     let e = Env::new();
     let ctx = testdata("demo-app");
@@ -504,7 +365,7 @@ fn push_to_a_registry_and_build_on_a_remote_base_without_its_layers() {
 
 #[test]
 fn cache_export_and_import_registry() {
-    let reg = start_registry();
+    let reg = Registry::start(None);
     let cache = format!("127.0.0.1:{}/cache/demo:buildcache", reg.port);
     let ctx = testdata("demo-app");
     let a = Env::new();

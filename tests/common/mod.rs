@@ -110,6 +110,29 @@ impl Env {
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
+    /// Build with `--progress plain`; panics with the output on failure; returns (stderr,
+    /// the `--metadata-file` JSON).
+    pub fn build(&self, args: &[&str]) -> (String, serde_json::Value) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let meta = self.path(&format!("meta-{}.json", N.fetch_add(1, Ordering::Relaxed)));
+        let mut a: Vec<&str> = vec!["build", "--progress", "plain", "--metadata-file", meta.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let out = self.rb(&a);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build {args:?} failed:\n{err}");
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        (err, m)
+    }
+
+    /// `rbuild inspect IMAGE`, the first element.
+    pub fn config(&self, image: &str) -> serde_json::Value {
+        let out = self.rb(&["inspect", image]);
+        assert!(out.status.success(), "inspect: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0].clone()
+    }
+
     /// The names `rbuild images` lists.
     pub fn image_list(&self) -> String {
         let out = self.rb(&["images"]);
