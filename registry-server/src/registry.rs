@@ -9,7 +9,7 @@
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::error::{AppError, Result};
+use crate::error::{AppError, Error, Result};
 use crate::gc::{CLAIM_LIMIT, CLOCK_SKEW, CONDEMN_LIMIT};
 use crate::paths;
 use crate::storage::{ByteStream, StorageDriver};
@@ -571,6 +571,9 @@ impl Registry {
                 // The store failing mid-chunk is a 503 (retry), not the client's fault.
                 Err(if e.is_unavailable() {
                     e.into()
+                } else if e.is_not_found() {
+                    // A collection took the idle session between the client's requests.
+                    AppError::new(ErrorCode::BlobUploadUnknown, format!("upload {id} not found in {name}"))
                 } else {
                     AppError::new(ErrorCode::BlobUploadInvalid, format!("upload {id}: {e}"))
                 })
@@ -584,6 +587,15 @@ impl Registry {
         let state = self.upload_state(id);
         let mut st = state.lock().await;
         let data = paths::upload_data(name, id);
+        // A collection may take an idle session between our look at it and our use of its
+        // data: to the client that is the session being gone, not a server fault.
+        let gone = |e: Error| -> AppError {
+            if e.is_not_found() {
+                AppError::new(ErrorCode::BlobUploadUnknown, format!("upload {id} not found in {name}"))
+            } else {
+                e.into()
+            }
+        };
         let size = match self.upload_size(name, id).await? {
             Some(s) => s,
             None => {
@@ -596,9 +608,12 @@ impl Registry {
             Some(h) if st.hashed == size && h_alg(&h) == expected.algorithm() => h.finish(),
             _ => {
                 let mut h = expected.algorithm().hasher();
-                let mut s = self.driver.read(&data, 0).await?;
+                let mut s = self.driver.read(&data, 0).await.map_err(gone)?;
                 while let Some(b) = s.next().await {
-                    h.update(&b.map_err(|e| AppError::internal(format!("reading upload {id}: {e}")))?);
+                    h.update(&b.map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => gone(Error::NotFound(data.clone())),
+                        _ => AppError::internal(format!("reading upload {id}: {e}")),
+                    })?);
                 }
                 h.finish()
             }
@@ -620,7 +635,7 @@ impl Registry {
                 if claim.present(expected) {
                     let _ = self.driver.touch(&target).await;
                 } else {
-                    self.driver.rename(&data, &target).await?;
+                    self.driver.rename(&data, &target).await.map_err(gone)?;
                 }
                 Self::check_claim_age(&claim)?;
                 self.write_link(&paths::layer_link(name, expected), expected).await?;
