@@ -731,8 +731,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 fn start_git_daemon(base: &Path) -> GitDaemon {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new("git")
-        .arg("daemon")
+    // `git daemon` runs git-daemon as its child, which a kill of `git` would orphan: start
+    // git-daemon itself.
+    let exec_path = git(base, &["--exec-path"]);
+    let mut child = Command::new(Path::new(&exec_path).join("git-daemon"))
         .arg("--export-all")
         .arg("--reuseaddr")
         .arg("--listen=127.0.0.1")
@@ -813,4 +815,49 @@ fn add_git_repository_by_branch_tag_and_commit_cached_by_commit() {
     let o = e.rb(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("\"nope\"") && err.contains("Dockerfile:2"), "{err}");
+}
+
+#[test]
+fn add_git_repository_fetches_submodules_unless_told_not_to() {
+    let e = Env::new();
+    let base = e.path("git");
+    let lib = e.path("lib");
+    let work = e.path("work");
+    for d in [base.join("repo.git"), base.join("lib.git"), lib.clone(), work.clone()] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    git(&base.join("repo.git"), &["init", "-q", "--bare"]);
+    git(&base.join("lib.git"), &["init", "-q", "--bare"]);
+    git(&lib, &["init", "-q"]);
+    std::fs::write(lib.join("lib.txt"), "lib v1\n").unwrap();
+    git(&lib, &["add", "."]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    git(&lib, &["push", "-q", base.join("lib.git").to_str().unwrap(), "main"]);
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("app.txt"), "app\n").unwrap();
+    let lib_url = base.join("lib.git");
+    git(
+        &work,
+        &["-c", "protocol.file.allow=always", "submodule", "add", "-q", lib_url.to_str().unwrap(), "vendor/lib"],
+    );
+    // Relative to the superproject's URL, so the builder fetches it from the daemon.
+    git(&work, &["config", "-f", ".gitmodules", "submodule.vendor/lib.url", "../lib.git"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "app with lib"]);
+    git(&work, &["push", "-q", base.join("repo.git").to_str().unwrap(), "main"]);
+    let d = start_git_daemon(&base);
+    let repo = format!("git://127.0.0.1:{}/repo.git", d.port);
+    let ctx = dockerfile_ctx(
+        &e,
+        "ctx",
+        &format!("FROM busybox\nADD {repo}#main /src\nADD {repo}?branch=main&submodules=false /bare\n"),
+    );
+    let out = e.path("out");
+    e.build(&["-o", &format!("type=local,dest={}", out.display()), ctx.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("src/vendor/lib/lib.txt")).unwrap(), "lib v1\n");
+    assert_eq!(std::fs::read_to_string(out.join("src/app.txt")).unwrap(), "app\n");
+    assert!(!out.join("src/.git").exists() && !out.join("src/vendor/lib/.git").exists(), "no .git anywhere");
+    assert!(out.join("bare/app.txt").exists());
+    let bare: Vec<_> = std::fs::read_dir(out.join("bare/vendor/lib")).unwrap().collect();
+    assert!(bare.is_empty(), "submodules=false leaves the submodule's directory empty: {bare:?}");
 }

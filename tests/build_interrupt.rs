@@ -185,3 +185,132 @@ fn the_next_build_cleans_what_a_killed_one_left() {
     assert_eq!(active_snapshots(&root), Vec::<String>::new(), "and its writable snapshots");
     assert_eq!(mounts_under(d.path()), Vec::<String>::new());
 }
+
+/// A registry that serves a one-layer image whose layer never finishes downloading, and
+/// says when that download started.
+fn stalling_registry() -> (u16, std::sync::mpsc::Receiver<()>) {
+    use sha2::Digest as _;
+    use std::io::{Read, Write};
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:1111111111111111111111111111111111111111111111111111111111111111"]}}"#.to_vec();
+    let config_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&config)));
+    let layer_digest = format!("sha256:{}", "2".repeat(64));
+    let layer_size = 100_000_000u64;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&manifest)));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let (config, manifest, manifest_digest, config_digest, layer_digest, tx) = (
+                config.clone(),
+                manifest.clone(),
+                manifest_digest.clone(),
+                config_digest.clone(),
+                layer_digest.clone(),
+                tx.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut b = [0u8; 4096];
+                loop {
+                    // One request per connection is enough for a client that reconnects.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let mut parts = head.split_whitespace();
+                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let reply = |s: &mut std::net::TcpStream, ctype: &str, extra: &str, body: &[u8]| {
+                        let h = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}\r\n",
+                            body.len()
+                        );
+                        let _ = s.write_all(h.as_bytes());
+                        if method != "HEAD" {
+                            let _ = s.write_all(body);
+                        }
+                    };
+                    if path == "/v2/" {
+                        reply(&mut s, "application/json", "", b"{}");
+                    } else if path.contains("/manifests/") {
+                        let extra = format!("Docker-Content-Digest: {manifest_digest}\r\n");
+                        reply(&mut s, "application/vnd.oci.image.manifest.v1+json", &extra, &manifest);
+                    } else if path.ends_with(&config_digest) {
+                        reply(&mut s, "application/octet-stream", "", &config);
+                    } else if path.ends_with(&layer_digest) {
+                        let h = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {layer_size}\r\n\r\n"
+                        );
+                        let _ = s.write_all(h.as_bytes());
+                        let _ = s.write_all(&[0u8; 1024]);
+                        let _ = tx.send(());
+                        std::thread::sleep(Duration::from_secs(120));
+                        return;
+                    } else {
+                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_signal_stops_a_base_layer_download() {
+    require_root();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("store");
+    let (port, started) = stalling_registry();
+    let ctx = d.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM 127.0.0.1:{port}/slow\nRUN true\n")).unwrap();
+    let mut child = Command::new(RBUILD)
+        .arg("--root")
+        .arg(&root)
+        .args(["build", "--progress", "plain", "-t", "slow"])
+        .arg(&ctx)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    if started.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the layer download did not start: {}", reader.join().unwrap());
+    }
+    let t = Instant::now();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { kill(child.id() as i32, libc::SIGINT) }, 0);
+    let st = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(st.code(), Some(130), "{err}");
+    // The download is abandoned, not waited for (the server holds it for 120 s).
+    assert!(t.elapsed() < Duration::from_secs(20), "took {:?} to stop:\n{err}", t.elapsed());
+    assert_eq!(names_in(&root.join("tmp")), Vec::<String>::new(), "left in the store's tmp/");
+    let layer = root.join("blobs/sha256").join("2".repeat(64));
+    assert!(!layer.exists(), "no partial layer in the store");
+    let o = Command::new(RBUILD).arg("--root").arg(&root).args(["inspect", "slow"]).output().unwrap();
+    assert!(!o.status.success(), "an interrupted build tagged nothing");
+}

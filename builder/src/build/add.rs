@@ -89,6 +89,8 @@ pub struct GitSource {
     pub checksum: Option<String>,
     /// `?keep-git-dir=true`.
     pub keep_git_dir: bool,
+    /// `?submodules=false`: BuildKit fetches submodules unless told not to.
+    pub skip_submodules: bool,
 }
 
 impl GitSource {
@@ -126,11 +128,10 @@ impl GitSource {
                     "subdir" => set(&mut subdir, v.to_string())?,
                     "checksum" | "commit" => g.checksum = Some(v.to_ascii_lowercase()),
                     "keep-git-dir" => g.keep_git_dir = matches!(v, "" | "true" | "1"),
-                    // Submodules are never fetched; accepted for compatibility.
-                    "submodules" => {}
+                    "submodules" => g.skip_submodules = matches!(v, "false" | "0"),
                     _ => {
                         return Err(bad(format!(
-                            "unknown git option {k:?} (use ref, tag, branch, checksum, commit, subdir, keep-git-dir)"
+                            "unknown git option {k:?} (use ref, tag, branch, checksum, commit, subdir, keep-git-dir, submodules)"
                         )));
                     }
                 }
@@ -273,11 +274,39 @@ fn clone_git(
             return Err(Error::Invalid(format!("ADD {src}: checksum mismatch: expected commit {sum}, got {commit}")));
         }
     }
+    // The commit pins every submodule's commit, so the cache key stays the commit.
+    if !g.skip_submodules && to.join(".gitmodules").exists() {
+        let update = ["submodule", "update", "--init", "--recursive", "--depth", "1"];
+        if git(&update, Some(to), src, cancel).is_err() {
+            // A server that will not serve a pinned commit that is no branch tip in a
+            // shallow fetch: fetch the submodules whole.
+            git(&update[..4], Some(to), src, cancel)?;
+        }
+    }
     if !keep_git_dir {
-        let d = to.join(".git");
-        std::fs::remove_dir_all(&d).map_err(Error::io(&d))?;
+        remove_git_dirs(to)?;
     }
     Ok(commit)
+}
+
+/// Remove `.git` (the repository's directory and the submodules' `.git` files) under
+/// `dir`; git never tracks a path named `.git`, so nothing of the checkout goes.
+fn remove_git_dirs(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
+        let entry = entry.map_err(Error::io(dir))?;
+        let path = entry.path();
+        let ty = entry.file_type().map_err(Error::io(&path))?;
+        if entry.file_name() == ".git" {
+            if ty.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+            } else {
+                std::fs::remove_file(&path).map_err(Error::io(&path))?;
+            }
+        } else if ty.is_dir() {
+            remove_git_dirs(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn url_file_name(u: &str) -> String {
@@ -292,7 +321,6 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
     let remote = b.resolver.remote();
     let to2 = to.clone();
     let url2 = url.to_string();
-    let cancel = b.cancel.clone();
     let (hash, mtime) = remote.block_on(async move {
         let resp = reqwest::get(&url2).await.map_err(|e| Error::Invalid(format!("ADD {url2}: {e}")))?;
         let status = resp.status();
@@ -309,14 +337,11 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
         let mut h = sha2::Sha256::new();
         let mut resp = resp;
         while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Invalid(format!("ADD {url2}: {e}")))? {
-            if cancel.load(Ordering::SeqCst) {
-                return Err(Error::Cancelled);
-            }
             h.update(&chunk);
             std::io::Write::write_all(&mut f, &chunk).map_err(Error::io(&to2))?;
         }
         Ok::<_, Error>((hex::encode(h.finalize()), mtime))
-    })?;
+    })??;
     if let Some(sum) = checksum {
         let want = sum.strip_prefix("sha256:").unwrap_or(sum);
         if want != hash {
@@ -375,9 +400,11 @@ mod tests {
                 reference: Some("refs/tags/v1".into()),
                 subdir: Some("docs".into()),
                 checksum: None,
-                keep_git_dir: true
+                keep_git_dir: true,
+                skip_submodules: false,
             }
         );
+        assert!(GitSource::parse("https://h/r.git?submodules=false").unwrap().skip_submodules);
         let g = GitSource::parse("git://h/r.git?commit=ABCDEF1").unwrap();
         assert_eq!((g.reference.as_deref(), g.checksum.as_deref()), (Some("abcdef1"), Some("abcdef1")));
         let g = GitSource::parse("git://h/r.git?branch=dev&checksum=abcdef1").unwrap();

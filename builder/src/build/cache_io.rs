@@ -63,7 +63,7 @@ pub fn export(b: &Builder, spec: &CacheSpec) -> Result<()> {
             let remote = b.resolver.remote();
             let client = remote.client()?;
             let p: Arc<dyn rbuild_registry_client::Progress> = Arc::new(rbuild_registry_client::progress::NoProgress);
-            remote.block_on(client.push(&b.store, &raw, &r, &p)).map_err(|source| Error::Registry {
+            remote.block_on(client.push(&b.store, &raw, &r, &p))?.map_err(|source| Error::Registry {
                 what: format!("exporting the cache to {r}"),
                 source: Box::new(source),
             })?;
@@ -114,7 +114,7 @@ pub fn import(b: &Builder, spec: &CacheSpec) -> Result<usize> {
             let remote = b.resolver.remote();
             let client = remote.client()?;
             let p: Arc<dyn rbuild_registry_client::Progress> = Arc::new(rbuild_registry_client::progress::NoProgress);
-            let res = remote.block_on(client.resolve(&r, &rbuild_image::Platform::host())).map_err(|source| {
+            let res = remote.block_on(client.resolve(&r, &rbuild_image::Platform::host()))?.map_err(|source| {
                 Error::Registry { what: format!("importing the cache from {r}"), source: Box::new(source) }
             })?;
             let img = res
@@ -122,12 +122,12 @@ pub fn import(b: &Builder, spec: &CacheSpec) -> Result<usize> {
                 .as_image()
                 .ok_or_else(|| Error::Invalid("cache manifest is not an image manifest".into()))?
                 .clone();
-            remote.block_on(client.fetch_blob_to_store(&b.store, &r, &img.config, &p)).map_err(|source| {
+            remote.block_on(client.fetch_blob_to_store(&b.store, &r, &img.config, &p))?.map_err(|source| {
                 Error::Registry { what: format!("fetching the cache config of {r}"), source: Box::new(source) }
             })?;
             let config = b.store.read_blob(&img.config.digest)?;
             add_records(b, &config, |l| {
-                remote.block_on(client.fetch_blob_to_store(&b.store, &r, l, &p)).map_err(|source| Error::Registry {
+                remote.block_on(client.fetch_blob_to_store(&b.store, &r, l, &p))?.map_err(|source| Error::Registry {
                     what: format!("fetching cached layer {}", l.digest),
                     source: Box::new(source),
                 })

@@ -214,7 +214,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
         }
         (None, None, ContextSource::Stdin) => (String::new(), String::new(), None),
     };
-    let remote = Arc::new(resolver::Remote::new(req.client_options.clone().map(|c| c.0))?);
+    let remote = Arc::new(resolver::Remote::new(req.client_options.clone().map(|c| c.0), cancel.clone())?);
     let resolver = resolver::Resolver::new(store, remote, req.pull, platform.clone());
     // The context (a tar on stdin may carry the Dockerfile).
     let ctx = match &context {
@@ -366,7 +366,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
         for t in &tags {
             check_cancel()?;
             let n = progress.start(&format!("pushing {t}"));
-            match resolver.remote().block_on(client.push(store, &raw, t, &rp)) {
+            match resolver.remote().block_on(client.push(store, &raw, t, &rp))? {
                 Ok(p) => {
                     progress.note(
                         n,

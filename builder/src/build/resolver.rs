@@ -8,6 +8,7 @@ use rbuild_image::config::ImageConfig;
 use rbuild_image::{Descriptor, Digest, Platform, RawManifest, Reference, Store};
 use rbuild_registry_client::{Client, ClientOptions};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The registry side: a tokio runtime and a client made on first use.
@@ -15,6 +16,7 @@ pub struct Remote {
     rt: tokio::runtime::Runtime,
     client: OnceLock<Result<Client, String>>,
     options: Mutex<Option<ClientOptions>>,
+    cancel: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -25,14 +27,14 @@ impl std::fmt::Debug for Remote {
 
 impl Remote {
     /// A runtime; the client comes from the environment (docker config, registries.toml)
-    /// unless `options` are given.
-    pub fn new(options: Option<ClientOptions>) -> Result<Remote> {
+    /// unless `options` are given. Setting `cancel` abandons whatever transfer is running.
+    pub fn new(options: Option<ClientOptions>, cancel: Arc<AtomicBool>) -> Result<Remote> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::Invalid(format!("starting the async runtime: {e}")))?;
-        Ok(Remote { rt, client: OnceLock::new(), options: Mutex::new(options) })
+        Ok(Remote { rt, client: OnceLock::new(), options: Mutex::new(options), cancel })
     }
 
     /// The client.
@@ -47,9 +49,22 @@ impl Remote {
         c.as_ref().map_err(|e| Error::Invalid(format!("registry client: {e}")))
     }
 
-    /// Run a future to completion (from any non-async thread).
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+    /// Run a future to completion (from any non-async thread), or drop it, mid-transfer,
+    /// when the build is cancelled: `Error::Cancelled`. What it was writing to the store
+    /// is a temp file that goes with it.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
+        let cancel = &self.cancel;
+        self.rt.block_on(async move {
+            let watch = async {
+                while !cancel.load(Ordering::SeqCst) {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                out = f => Ok(out),
+                () = watch => Err(Error::Cancelled),
+            }
+        })
     }
 }
 
@@ -136,12 +151,12 @@ impl Resolver {
         let what = format!("resolving base image {image_ref}");
         let res = self
             .remote
-            .block_on(client.resolve(&reference, &self.platform))
+            .block_on(client.resolve(&reference, &self.platform))?
             .map_err(|source| Error::Registry { what: what.clone(), source: Box::new(source) })?;
         let m = res.manifest.as_image().ok_or_else(|| Error::Invalid(format!("{image_ref}: not an image manifest")))?;
         let progress: Arc<dyn rbuild_registry_client::Progress> =
             Arc::new(rbuild_registry_client::progress::NoProgress);
-        self.remote.block_on(client.fetch_blob_to_store(&self.store, &reference, &m.config, &progress)).map_err(
+        self.remote.block_on(client.fetch_blob_to_store(&self.store, &reference, &m.config, &progress))?.map_err(
             |source| Error::Registry { what: format!("fetching the config of {image_ref}"), source: Box::new(source) },
         )?;
         let config = ImageConfig::parse(&self.store.read_blob(&m.config.digest)?)?;
@@ -165,7 +180,7 @@ impl Resolver {
         let client = self.remote.client()?;
         let progress: Arc<dyn rbuild_registry_client::Progress> =
             Arc::new(rbuild_registry_client::progress::NoProgress);
-        self.remote.block_on(client.fetch_blob_to_store(&self.store, origin, d, &progress)).map_err(|source| {
+        self.remote.block_on(client.fetch_blob_to_store(&self.store, origin, d, &progress))?.map_err(|source| {
             Error::Registry { what: format!("fetching layer {} of {origin}", d.digest), source: Box::new(source) }
         })
     }

@@ -79,6 +79,12 @@ fn helper_rootless(root: &Path) -> i32 {
 /// `<root>` and exits with its code. `RBUILD_TEST_FORWARD=1`: forward signals like
 /// `rbuild run`; else capture like a build (and die on SIGINT).
 fn helper_parent(root: &Path) -> i32 {
+    // A suite started in the background by a non-interactive shell (`.ci/run &`) inherits
+    // SIGINT ignored; this helper plays a parent that Ctrl-C kills, so undo that.
+    // SAFETY: resetting a disposition to its default, before any thread exists.
+    unsafe {
+        nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl).unwrap();
+    }
     let sn = rbuild_builder::snapshot::open(root).unwrap();
     if sn.stat("base").unwrap().is_none() {
         sn.prepare("x", None).unwrap();
