@@ -256,6 +256,19 @@ fn dry_run_prints_the_graph_and_platform_is_checked() {
     let out = e.rb(&["build", "--platform", "linux/s390x", ctx.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only this machine's platform"));
+    // Compression levels: checked before anything runs; zstd's negative levels parse.
+    for (args, want) in [
+        (&["--compression-level", "12"][..], "--compression-level 12: gzip levels are 0 to 9"),
+        (&["--compression", "zstd", "--compression-level", "23"][..], "zstd levels are -131072 to 22"),
+        (&["--compression", "none", "--compression-level", "3"][..], "--compression none has no levels"),
+    ] {
+        let out = e.rb(&[&["build", "--dry-run"][..], args, &[ctx.to_str().unwrap()]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    let out =
+        e.rb(&["build", "--dry-run", "--compression", "zstd", "--compression-level", "-5", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

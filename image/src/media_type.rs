@@ -51,6 +51,16 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The levels this compression accepts (gzip 0–9; zstd its negative "fast" levels up
+    /// to 22); `None` for plain tar, which has none.
+    pub fn levels(self) -> Option<std::ops::RangeInclusive<i32>> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some(0..=9),
+            Compression::Zstd => Some(zstd::compression_level_range()),
+        }
+    }
+
     /// The OCI layer media type for this compression.
     pub fn oci_layer_type(self) -> &'static str {
         match self {

@@ -72,8 +72,8 @@ pub struct Args {
     /// Layer compression when layers leave the machine: gzip, zstd or none.
     #[arg(long)]
     pub compression: Option<String>,
-    /// Compression level (gzip 0-9, zstd 1-22).
-    #[arg(long = "compression-level")]
+    /// Compression level (gzip 0-9, zstd 1-22 or negative for faster).
+    #[arg(long = "compression-level", allow_negative_numbers = true)]
     pub compression_level: Option<i32>,
     /// Timestamp for reproducible images (clamps file times, sets created).
     #[arg(long = "source-date-epoch", env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
@@ -202,6 +202,20 @@ pub fn request(args: &Args) -> anyhow::Result<BuildRequest> {
         Some("none" | "uncompressed") => Some(Compression::None),
         Some(o) => anyhow::bail!("--compression {o}: use gzip, zstd or none"),
     };
+    if let Some(level) = args.compression_level {
+        // Without --compression, layers that leave the machine are gzip.
+        let c = req.compression.unwrap_or(Compression::Gzip);
+        match c.levels() {
+            Some(r) if r.contains(&level) => {}
+            Some(r) => anyhow::bail!(
+                "--compression-level {level}: {} levels are {} to {}",
+                args.compression.as_deref().unwrap_or("gzip"),
+                r.start(),
+                r.end()
+            ),
+            None => anyhow::bail!("--compression-level {level}: --compression none has no levels"),
+        }
+    }
     req.compression_level = args.compression_level;
     req.source_date_epoch = match args.source_date_epoch.as_deref() {
         None | Some("") => None,
