@@ -46,11 +46,25 @@ pub fn weed() -> std::path::PathBuf {
     )
 }
 
+/// `n` free ports below Linux's ephemeral range (32768+), where no outgoing connection
+/// and no `bind(0)` of another test can take one before weed binds it.
 fn free_ports(n: usize) -> Vec<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ SEQ.fetch_add(0x9E37_79B9, Ordering::Relaxed) | 1;
     // Hold every listener until all are chosen, so no port is picked twice.
-    let ls: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port")).collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let mut held = Vec::new();
+    while held.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20000 + (x % 12000) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 impl Seaweed {
@@ -64,12 +78,32 @@ impl Seaweed {
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]
         }]});
         std::fs::write(&config, serde_json::to_vec(&identities).unwrap()).unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
         let p = free_ports(8);
         let child = Self::spawn(dir.path(), &p);
         let mut sw = Seaweed { child, dir, s3_port: p[6], ports: p };
-        sw.wait_ready().await;
-        sw
+        // A port chosen above can be taken by another test's socket before weed binds it;
+        // weed then exits at once ("address already in use"): start over on fresh ports.
+        let mut attempt = 1;
+        loop {
+            match sw.wait_ready().await {
+                Ok(()) => return sw,
+                Err(e) if attempt < 5 && e.contains("address already in use") => {
+                    sw.kill();
+                    attempt += 1;
+                    let log = sw.dir.path().join("weed.log");
+                    let _ = std::fs::rename(&log, sw.dir.path().join(format!("weed.log.{attempt}")));
+                    // The master keeps its raft peers (with the old ports) in the data dir.
+                    std::fs::remove_dir_all(&data).unwrap();
+                    std::fs::create_dir_all(&data).unwrap();
+                    sw.ports = free_ports(8);
+                    sw.s3_port = sw.ports[6];
+                    sw.child = Self::spawn(sw.dir.path(), &sw.ports);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     /// `weed server` with its data, config and log in `dir`, on ports `p`.
@@ -121,27 +155,28 @@ impl Seaweed {
                 _ => break,
             }
         }
-        self.wait_ready().await;
+        self.wait_ready().await.unwrap_or_else(|e| panic!("{e}"));
     }
 
-    async fn wait_ready(&mut self) {
+    /// Wait until the store serves; why not (weed exited, or a timeout), with its log.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let probe = S3Driver::new(&self.config("readiness", "probe")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(45);
         let mut last = String::new();
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("weed server exited ({st}):\n{}", self.log());
+                return Err(format!("weed server exited ({st}):\n{}", self.log()));
             }
             match probe.put_content("ready", bytes::Bytes::from_static(b"1")).await {
                 Ok(()) => {
                     probe.delete("ready").await.unwrap();
-                    return;
+                    return Ok(());
                 }
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!("SeaweedFS S3 on 127.0.0.1:{} not ready after 45 s: {last}\n{}", self.s3_port, self.log());
+        Err(format!("SeaweedFS S3 on 127.0.0.1:{} not ready after 45 s: {last}\n{}", self.s3_port, self.log()))
     }
 
     pub fn log(&self) -> String {
