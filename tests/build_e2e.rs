@@ -374,6 +374,24 @@ fn push_to_a_registry_and_build_on_a_remote_base_without_its_layers() {
     let sk =
         Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{app2}")]).output().unwrap();
     assert!(sk.status.success(), "{}", String::from_utf8_lossy(&sk.stderr));
+    // A RUN on the 4-layer remote base: the layers are fetched (in parallel), each noted
+    // under the RUN's step, and the RUN sees all of them.
+    let g = Env::bare();
+    let rctx = g.path("ctx");
+    std::fs::create_dir_all(&rctx).unwrap();
+    std::fs::write(rctx.join("Dockerfile"), format!("FROM {app}\nRUN cat /app/hello.sh > /copy\n")).unwrap();
+    let out = g.path("out");
+    let (err, _) = g.build(&["-o", &format!("type=local,dest={}", out.display()), rctx.to_str().unwrap()]);
+    let run_step = err.lines().find(|l| l.contains("RUN cat")).and_then(|l| l.split_whitespace().next()).unwrap();
+    for l in pc["Manifest"]["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        for what in ["pulling", "pulled"] {
+            let note = format!(" {what} {d}");
+            let found = err.lines().any(|l| l.starts_with(&format!("{run_step} ")) && l.contains(&note));
+            assert!(found, "no {note:?} under {run_step} in:\n{err}");
+        }
+    }
+    assert_eq!(std::fs::read(out.join("copy")).unwrap(), std::fs::read(out.join("app/hello.sh")).unwrap());
 }
 
 #[test]

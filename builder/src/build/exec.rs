@@ -32,9 +32,7 @@ impl Builder<'_> {
     /// subordinate ids, layers are applied inside the sandbox's user namespace so their
     /// files keep the owners the image gives them.
     fn unpack(&self, st: &State) -> Result<Option<String>> {
-        for l in &st.layers {
-            self.ensure_local(l)?;
-        }
+        self.ensure_all_local(&st.layers)?;
         let sn = self.snapshotter()?;
         let diff_ids: Vec<_> = st.layers.iter().map(|l| l.diff_id.clone()).collect();
         let store = &self.store;

@@ -162,15 +162,6 @@ pub fn write_image(
     Ok(raw)
 }
 
-/// Make every layer of the image local (base layers are fetched for archives and rootfs
-/// outputs).
-pub fn ensure_all_local(b: &Builder, layers: &[LayerRef]) -> Result<()> {
-    for l in layers {
-        b.ensure_local(l)?;
-    }
-    Ok(())
-}
-
 /// Write an archive of the stored image.
 pub fn write_archive(
     b: &Builder,
@@ -209,8 +200,8 @@ pub fn write_archive(
 /// Extract the image's root filesystem into `dest` (a directory).
 pub fn write_rootfs_dir(b: &Builder, layers: &[LayerRef], dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(Error::io(dest))?;
+    b.ensure_all_local(layers)?;
     for l in layers {
-        b.ensure_local(l)?;
         rbuild_image::layer::apply_layer(b.store.open_blob(&l.desc.digest)?, dest, &Default::default())?;
     }
     Ok(())

@@ -336,9 +336,10 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
     for o in &req.outputs {
         let dest = o.dest.clone().unwrap_or_default();
         let n = progress.start(&format!("exporting to {:?} {}", o.kind, dest.display()).to_lowercase());
-        let r = match o.kind {
+        // Base layers are fetched for archives and rootfs outputs.
+        let r = solver::in_step(Some(n), || match o.kind {
             OutputKind::Image => Ok(()),
-            OutputKind::Oci | OutputKind::Docker => export::ensure_all_local(&builder, &state.layers).and_then(|_| {
+            OutputKind::Oci | OutputKind::Docker => builder.ensure_all_local(&state.layers).and_then(|_| {
                 let f = if o.kind == OutputKind::Oci {
                     rbuild_image::store::archive::ArchiveFormat::Oci
                 } else {
@@ -348,7 +349,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
             }),
             OutputKind::Local => export::write_rootfs_dir(&builder, &state.layers, &dest),
             OutputKind::Tar => export::write_rootfs_tar(&builder, &state.layers, &dest),
-        };
+        });
         if let Err(e) = r {
             progress.error(n, &e.to_string());
             return Err(e);

@@ -33,6 +33,20 @@ pub struct LayerRef {
     pub origin: Option<Reference>,
 }
 
+thread_local! {
+    /// The progress number of the step this thread is running, for notes from deep inside
+    /// it (layer fetches).
+    static CURRENT_STEP: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` with `n` as this thread's current step.
+pub(crate) fn in_step<T>(n: Option<u32>, f: impl FnOnce() -> T) -> T {
+    let before = CURRENT_STEP.replace(n);
+    let out = f();
+    CURRENT_STEP.set(before);
+    out
+}
+
 /// The image after a step.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -268,12 +282,12 @@ impl<'a> Builder<'a> {
             }
             None => {
                 let rootfs_later = self.rootfs_needed_after(stage, step);
-                let made = match &step.op {
+                let made = in_step(n, || match &step.op {
                     Op::Config(c) => self.config_step(c, parent, rootfs_later),
                     Op::Copy(c) => self.copy_step(c, parent, n.unwrap_or(0), rootfs_later),
                     Op::Exec(e) => self.exec_step(e, parent, n.unwrap_or(0), step),
                     Op::Source(_) => unreachable!("handled by the stage"),
-                };
+                });
                 let layer = match made {
                     Ok(l) => l,
                     Err(e) => {
@@ -444,6 +458,29 @@ impl<'a> Builder<'a> {
 
     // ----- layers, views, files of the parent image -----
 
+    /// Make sure the layers' blobs are in the store: the missing ones fetched in parallel,
+    /// each noted on the step being run on this thread (if any).
+    pub(crate) fn ensure_all_local(&self, layers: &[LayerRef]) -> Result<()> {
+        let mut want = Vec::new();
+        for l in layers {
+            if self.store.blob_size(&l.desc.digest)? == Some(l.desc.size) {
+                continue;
+            }
+            match &l.origin {
+                Some(o) => want.push((o.clone(), l.desc.clone())),
+                None => return Err(Error::Image(rbuild_image::Error::NotFound(format!("layer {}", l.desc.digest)))),
+            }
+        }
+        let progress = self.progress.clone();
+        let step = CURRENT_STEP.get();
+        let note: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |text: String| {
+            if let Some(n) = step {
+                progress.note(n, &text);
+            }
+        });
+        self.resolver.fetch_all(want, note)
+    }
+
     /// Make sure a layer's blob is in the store.
     pub(crate) fn ensure_local(&self, l: &LayerRef) -> Result<()> {
         if self.store.blob_size(&l.desc.digest)? == Some(l.desc.size) {
@@ -531,8 +568,8 @@ impl<'a> Builder<'a> {
             let dir = self.tmp.path().join(format!("tree-{}", &st.key[..16.min(st.key.len())]));
             let go = || -> Result<PathBuf> {
                 std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+                self.ensure_all_local(&st.layers)?;
                 for l in &st.layers {
-                    self.ensure_local(l)?;
                     rbuild_image::layer::apply_layer(self.store.open_blob(&l.desc.digest)?, &dir, &Default::default())?;
                 }
                 Ok(dir.clone())
