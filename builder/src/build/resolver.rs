@@ -11,19 +11,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// How many layers are fetched at once (containerd's default is 3).
-pub const FETCH_CONCURRENCY: usize = 4;
-
-/// `n` bytes for people: `1.5 MB`.
-pub fn human_size(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.2} GB", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
-        n => format!("{n} B"),
-    }
-}
-
 /// The registry side: a tokio runtime and a client made on first use.
 pub struct Remote {
     rt: tokio::runtime::Runtime,
@@ -186,7 +173,8 @@ impl Resolver {
     }
 
     /// Make sure the blobs `want` (each with the image it comes from) are in the store,
-    /// [`FETCH_CONCURRENCY`] at a time, as containerd pulls; `note` hears each start and end.
+    /// as many at a time as a pull transfers (the client's `concurrency`); `note` hears each
+    /// start and end.
     pub fn fetch_all(&self, want: Vec<(Reference, Descriptor)>, note: Arc<dyn Fn(String) + Send + Sync>) -> Result<()> {
         let want: Vec<_> =
             want.into_iter().filter(|(_, d)| self.store.blob_size(&d.digest).ok() != Some(Some(d.size))).collect();
@@ -195,7 +183,7 @@ impl Resolver {
         }
         let client = self.remote.client()?.clone();
         let store = self.store.clone();
-        let gate = Arc::new(tokio::sync::Semaphore::new(FETCH_CONCURRENCY));
+        let gate = Arc::new(tokio::sync::Semaphore::new(client.options().concurrency));
         self.remote.block_on(async move {
             // Dropped (on cancel or the first error), the set aborts the other fetches.
             let mut set = tokio::task::JoinSet::new();
@@ -203,7 +191,7 @@ impl Resolver {
                 let (client, store, gate, note) = (client.clone(), store.clone(), gate.clone(), note.clone());
                 set.spawn(async move {
                     let _turn = gate.acquire_owned().await;
-                    note(format!("pulling {} {}", d.digest, human_size(d.size)));
+                    note(format!("pulling {} {}", d.digest, rbuild_registry_client::progress::human(d.size)));
                     let t = std::time::Instant::now();
                     let progress: Arc<dyn rbuild_registry_client::Progress> =
                         Arc::new(rbuild_registry_client::progress::NoProgress);
