@@ -4,6 +4,7 @@
 //!
 //! This is not a shell: no command substitution, no arithmetic, no globbing of files.
 
+use crate::shellpattern;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Variables visible to an expansion: later writes win, names are case-sensitive.
@@ -354,12 +355,11 @@ impl<'a, V: Vars + ?Sized> Walker<'a, V> {
                     chs.push(ch);
                 }
                 let raw = ch == '#' || ch == '%';
-                let word = if ch == '}' {
-                    // `${v:}`: the modifier is missing.
+                // BuildKit: `${v:#p}` and `${v:%p}` are not a thing.
+                if ch == '}' || (null_is_unset && raw) {
                     return Err(format!("unsupported modifier ({chs}) in substitution"));
-                } else {
-                    self.sub_word('}', raw)?
-                };
+                }
+                let word = self.sub_word('}', raw)?;
                 let value = self.get_env(&name);
                 if self.lx.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}{chs}{word}}}"));
@@ -384,14 +384,14 @@ impl<'a, V: Vars + ?Sized> Walker<'a, V> {
                     '#' | '%' => {
                         // `##` and `%%` are the longest-match forms.
                         let (pat, longest) = match word.strip_prefix(ch) {
-                            Some(p) => (p.to_string(), true),
-                            None => (word.clone(), false),
+                            Some(p) => (p, true),
+                            None => (word.as_str(), false),
                         };
-                        Ok(if ch == '#' {
-                            trim_prefix(&value, &pat, longest)
+                        if ch == '#' {
+                            shellpattern::trim_prefix(pat, &value, longest)
                         } else {
-                            trim_suffix(&value, &pat, longest)
-                        })
+                            shellpattern::trim_suffix(pat, &value, longest)
+                        }
                     }
                     _ => Err(format!("unsupported modifier ({chs}) in substitution")),
                 }
@@ -401,8 +401,14 @@ impl<'a, V: Vars + ?Sized> Walker<'a, V> {
                 if all {
                     self.next();
                 }
-                let pat = self.sub_word_until_slash()?;
-                let repl = self.sub_word('}', false)?;
+                // Pattern and replacement are words of their own: variables expand in
+                // them and escapes stay for the pattern compiler (BuildKit's raw escapes).
+                let pat = match self.process_stop_on(Some('/'), true) {
+                    Ok((w, _)) => w,
+                    Err(_) if self.peek().is_none() => return Err("syntax error: missing '/' in ${}".into()),
+                    Err(e) => return Err(e),
+                };
+                let repl = self.sub_word('}', true)?;
                 let value = match self.get_env(&name) {
                     Some(v) => v,
                     None if self.lx.skip_unset => {
@@ -410,7 +416,7 @@ impl<'a, V: Vars + ?Sized> Walker<'a, V> {
                     }
                     None => String::new(),
                 };
-                Ok(replace_pattern(&value, &pat, &repl, all))
+                shellpattern::replace(&value, &pat, &repl, all)
             }
             _ => Err(format!("unsupported modifier ({chs}) in substitution")),
         }
@@ -423,128 +429,6 @@ impl<'a, V: Vars + ?Sized> Walker<'a, V> {
             Err(e) => Err(e),
         }
     }
-
-    /// The pattern of `${v/pat/repl}`: up to an unescaped `/` (or `}` if no replacement).
-    fn sub_word_until_slash(&mut self) -> Result<String, String> {
-        let mut out = String::new();
-        loop {
-            match self.peek() {
-                None => return Err("syntax error: missing '}'".into()),
-                Some('/') => {
-                    self.next();
-                    return Ok(out);
-                }
-                Some('}') => return Ok(out),
-                Some(c) if c == self.lx.escape => {
-                    self.next();
-                    if let Some(n) = self.next() {
-                        out.push(n);
-                    }
-                }
-                Some(c) => {
-                    out.push(c);
-                    self.next();
-                }
-            }
-        }
-    }
-}
-
-/// Shell pattern match of a whole string: `*`, `?` and `\x`; no bracket expressions, as
-/// in BuildKit.
-fn pattern_matches(pat: &[char], s: &[char]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    let (mut star_p, mut star_i) = (usize::MAX, 0);
-    while i < s.len() {
-        if p < pat.len() {
-            match pat[p] {
-                '*' => {
-                    star_p = p;
-                    star_i = i;
-                    p += 1;
-                    continue;
-                }
-                '?' => {
-                    p += 1;
-                    i += 1;
-                    continue;
-                }
-                '\\' if p + 1 < pat.len() => {
-                    if pat[p + 1] == s[i] {
-                        p += 2;
-                        i += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if c == s[i] {
-                        p += 1;
-                        i += 1;
-                        continue;
-                    }
-                }
-            }
-        }
-        if star_p != usize::MAX {
-            p = star_p + 1;
-            star_i += 1;
-            i = star_i;
-            continue;
-        }
-        return false;
-    }
-    pat[p..].iter().all(|&c| c == '*')
-}
-
-fn trim_prefix(value: &str, pat: &str, longest: bool) -> String {
-    let p: Vec<char> = pat.chars().collect();
-    let v: Vec<char> = value.chars().collect();
-    let range: Box<dyn Iterator<Item = usize>> =
-        if longest { Box::new((0..=v.len()).rev()) } else { Box::new(0..=v.len()) };
-    for n in range {
-        if pattern_matches(&p, &v[..n]) {
-            return v[n..].iter().collect();
-        }
-    }
-    value.to_string()
-}
-
-fn trim_suffix(value: &str, pat: &str, longest: bool) -> String {
-    let p: Vec<char> = pat.chars().collect();
-    let v: Vec<char> = value.chars().collect();
-    let range: Box<dyn Iterator<Item = usize>> =
-        if longest { Box::new(0..=v.len()) } else { Box::new((0..=v.len()).rev()) };
-    for n in range {
-        if pattern_matches(&p, &v[n..]) {
-            return v[..n].iter().collect();
-        }
-    }
-    value.to_string()
-}
-
-fn replace_pattern(value: &str, pat: &str, repl: &str, all: bool) -> String {
-    let p: Vec<char> = pat.chars().collect();
-    let v: Vec<char> = value.chars().collect();
-    if p.is_empty() {
-        return value.to_string();
-    }
-    let mut out = String::new();
-    let mut i = 0;
-    let mut replaced = false;
-    while i < v.len() {
-        if !replaced || all {
-            // Longest match starting at i, as bash does.
-            if let Some(end) = (i + 1..=v.len()).rev().find(|&e| pattern_matches(&p, &v[i..e])) {
-                out.push_str(repl);
-                i = end;
-                replaced = true;
-                continue;
-            }
-        }
-        out.push(v[i]);
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -587,6 +471,84 @@ mod tests {
         assert!(Lexer::new('\\').process_word("${u:?missing}", &env()).is_err());
         assert!(Lexer::new('\\').process_word("${a", &env()).is_err());
         assert!(Lexer::new('\\').process_word("'abc", &env()).is_err());
+    }
+
+    /// BuildKit's `TestProcessWithMatches` cases (frontend/dockerfile/shell/lex_test.go).
+    #[test]
+    fn buildkit_process_with_matches() {
+        let lx = Lexer::new('\\');
+        let env = |kv: &[(&str, &str)]| -> Env { kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let ok: &[(&str, &[(&str, &str)], &str)] = &[
+            ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", &[("FOO", "xxx"), ("BAR", "")], "xxx  ccc"),
+            ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", &[("FOO", "xxx"), ("BAR", "")], "xxx bbb ccc"),
+            ("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", &[("FOO", "xxx"), ("BAR", "")], "aaa bbb "),
+            ("${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}", &[("FOO", "xxx"), ("BAR", "")], "aaa  "),
+            ("${BAR?bbb}", &[("BAR", "")], ""),
+            ("${FOO#()[]{\\}^$.\\*\\?|\\\\}", &[("FOO", "()[]{}^$.*?|\\x")], "x"),
+            ("${FOO%%\\**}", &[("FOO", "xx**")], "xx"),
+            ("${FOO#*x*y}", &[("FOO", "xxyy")], "y"),
+            ("${FOO#*}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO#$BAR}", &[("FOO", "xxyy"), ("BAR", "x")], "xyy"),
+            ("${FOO#$BAR}", &[("FOO", "xxyy"), ("BAR", "")], "xxyy"),
+            ("${FOO#}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO##*x}", &[("FOO", "xxyy")], "yy"),
+            ("${FOO##}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO#?\\?}", &[("FOO", "???y")], "?y"),
+            ("${ABC:-.}${FOO%x}${ABC:-.}", &[("FOO", "xxyy")], ".xxyy."),
+            ("${FOO%%\\**\\*}", &[("FOO", "a***yy*")], "a"),
+            ("${FOO%}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO%%$BAR}", &[("FOO", "xxyy"), ("BAR", "")], "xxyy"),
+            (
+                "${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}",
+                &[("FOO", "/foo*/*/*.txt"), ("NEEDLE", "\\*/")],
+                "/foo.*/*.txt - /foo..*.txt",
+            ),
+            (
+                "${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}",
+                &[("FOO", "/tmp/tmp/bar.txt"), ("NEEDLE", "/tmp")],
+                "/tmp/bar.txt - /bar.txt",
+            ),
+            (
+                "${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
+                &[("FOO", "/a/foo/b/c.txt"), ("NEEDLE", "/?/"), ("REPLACEMENT", "/")],
+                "/foo/b/c.txt - /foo/c.txt",
+            ),
+            (
+                "${FOO/$NEEDLE/$REPLACEMENT}",
+                &[("FOO", "http://google.de"), ("NEEDLE", "http://"), ("REPLACEMENT", "https://")],
+                "https://google.de",
+            ),
+            ("${FOO//\\//\\/}", &[("FOO", "/tmp/foo.txt")], "\\/tmp\\/foo.txt"),
+            ("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")], "wwxxyy"),
+            ("${FOO///}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO///}", &[], ""),
+        ];
+        for (input, kv, want) in ok {
+            let got = lx.process_word(input, &env(kv));
+            assert_eq!(got.as_ref().map(|e| e.value.as_str()), Ok(*want), "{input}");
+        }
+        let bad: &[(&str, &[(&str, &str)])] = &[
+            ("${BAZ?ccc}", &[]),
+            ("${BAR:?bbb}", &[("BAR", "")]),
+            ("${BAZ:?}", &[]),
+            ("${FOO=aaa}", &[("FOO", "xxx")]),
+            ("${FOO=:aaa}", &[("FOO", "xxx")]),
+            ("${FOO=}", &[]),
+            ("${FOO//ww}", &[("FOO", "xxyy")]),
+            ("${FOO//}", &[("FOO", "xxyy")]),
+            ("${FOO/x}", &[("FOO", "xxyy")]),
+            ("${FOO:#}", &[("FOO", "xxyy")]),
+            ("${FOO:##}", &[("FOO", "xxyy")]),
+            ("${FOO:%}", &[("FOO", "xxyy")]),
+            ("${FOO:%%}", &[("FOO", "xxyy")]),
+            ("${FOO#\\x}", &[("FOO", "xxyy")]),
+        ];
+        for (input, kv) in bad {
+            assert!(lx.process_word(input, &env(kv)).is_err(), "{input} should fail");
+        }
+        // Pattern variables count as uses.
+        let e = lx.process_word("${FOO/$NEEDLE/$R}", &env(&[("FOO", "a")])).unwrap();
+        assert!(e.unmatched.contains("NEEDLE") && e.unmatched.contains("R"));
     }
 
     #[test]

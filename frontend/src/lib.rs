@@ -37,6 +37,7 @@ mod lower;
 mod options;
 mod parser;
 pub mod path;
+mod shellpattern;
 
 pub use error::{Diagnostic, FrontendError, Location, Severity, Span};
 pub use graph::{BuildGraph, ConfigChange, CopyOp, ExecOp, ImageConfig, Op, SourceOp, SourceRef, Stage, Step};

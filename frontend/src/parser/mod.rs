@@ -134,6 +134,11 @@ pub struct Node {
     pub span: Span,
     /// Where the arguments start.
     pub args_span: Span,
+    /// The comment lines right above the instruction, `#` and surrounding blanks removed
+    /// (BuildKit's `PrevComment`: an empty `#` line ends a block, parser directives are
+    /// not part of it). Descriptions and per-instruction `# check=` lines live here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<String>,
 }
 
 fn pos_in(segs: &[Seg], line: &str, off: usize) -> Span {
@@ -151,6 +156,7 @@ pub fn parse(text: &str, file_name: &str) -> Result<Ast, FrontendError> {
     let mut escape = '\\';
     let mut nodes = Vec::new();
     let mut warnings = Vec::new();
+    let mut comments: Vec<String> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let raw = lines[i];
@@ -159,7 +165,21 @@ pub fn parse(text: &str, file_name: &str) -> Result<Ast, FrontendError> {
         let tok = trim_newline(raw);
         let lead = tok.len() - tok.trim_start().len();
         let tok = &tok[lead..];
-        if let Some(d) = dirs.line(tok, lineno, lead, file_name)? {
+        let is_comment = tok.starts_with('#');
+        let directive = dirs.line(tok, lineno, lead, file_name)?;
+        if is_comment && directive.is_none() {
+            // As BuildKit: the text after the line's first character, trimmed (for an
+            // indented comment that keeps the `#`).
+            let mut rest = trim_newline(raw).chars();
+            rest.next();
+            let c = rest.as_str().trim();
+            if c.is_empty() {
+                comments.clear();
+            } else {
+                comments.push(c.to_string());
+            }
+        }
+        if let Some(d) = directive {
             if d.name == "escape" {
                 escape = match d.value.as_str() {
                     "`" => '`',
@@ -203,16 +223,14 @@ pub fn parse(text: &str, file_name: &str) -> Result<Ast, FrontendError> {
             line.push_str(piece);
         }
         let mut node = node_from_line(&line, 0, &segs, escape, file_name)?;
+        node.comments = std::mem::take(&mut comments);
         let last_len = lines[end_line as usize - 1].trim_end_matches(['\r', '\n']).chars().count();
         node.span.end_line = end_line;
         node.span.end_col = last_len as u32 + 1;
         if empty_cont {
-            warnings.push(Diagnostic::warning(
-                "NoEmptyContinuation",
-                file_name,
-                node.span,
-                "Empty continuation line".into(),
-            ));
+            // BuildKit reports it on the instruction's last line.
+            let at = Span { line: end_line, col: 1, end_line, end_col: last_len as u32 + 1 };
+            warnings.push(Diagnostic::warning("NoEmptyContinuation", file_name, at, "Empty continuation line".into()));
         }
         if can_contain_heredoc(&node) {
             for mut h in heredocs_from_line(&line) {
@@ -260,11 +278,13 @@ fn trim_newline(s: &str) -> &str {
 }
 
 /// Remove a trailing escape (plus spaces/tabs after it); true when the line ends here.
+/// BuildKit's rule (`([^E])E[ \t]*$|^E[ \t]*$`): the escape continues the line unless
+/// another escape comes right before it, so `a\\` ends the line with an escaped escape.
 fn trim_continuation(s: &str, escape: char) -> (&str, bool) {
     let t = s.trim_end_matches([' ', '\t']);
     match t.strip_suffix(escape) {
-        Some(head) => (head, false),
-        None => (s, true),
+        Some(head) if !head.ends_with(escape) => (head, false),
+        _ => (s, true),
     }
 }
 
@@ -441,6 +461,7 @@ fn node_from_line(line: &str, base: usize, segs: &[Seg], escape: char, file: &st
         original: t.to_string(),
         span: span_start,
         args_span,
+        comments: Vec::new(),
     })
 }
 
