@@ -152,6 +152,8 @@ pub enum Severity {
     Error,
     /// The build works but probably not as meant.
     Warning,
+    /// Information: something could not be checked (offline, say). Never an error.
+    Note,
 }
 
 /// One lint finding or error, renderable against the source.
@@ -174,11 +176,16 @@ impl Diagnostic {
         Diagnostic { severity: Severity::Warning, rule: Some(rule.to_string()), message, file: file.to_string(), span }
     }
 
+    pub(crate) fn note(rule: &str, file: &str, span: Span, message: String) -> Diagnostic {
+        Diagnostic { severity: Severity::Note, rule: Some(rule.to_string()), message, file: file.to_string(), span }
+    }
+
     /// One line: `Dockerfile:12:5: warning: message [Rule]`.
     pub fn headline(&self) -> String {
         let sev = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         let loc = Location { file: self.file.clone(), line: self.span.line, col: self.span.col };
         match &self.rule {

@@ -14,11 +14,20 @@ pub type Env = BTreeMap<String, String>;
 pub trait Vars {
     /// The value of `name`, if set.
     fn var(&self, name: &str) -> Option<&str>;
+
+    /// The names that are set (for "did you mean" hints); none by default.
+    fn keys(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 impl Vars for Env {
     fn var(&self, name: &str) -> Option<&str> {
         self.get(name).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        BTreeMap::keys(self).map(String::as_str).collect()
     }
 }
 
@@ -26,6 +35,10 @@ impl Vars for Env {
 impl Vars for [(String, String)] {
     fn var(&self, name: &str) -> Option<&str> {
         self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.iter().map(|(k, _)| k.as_str()).collect()
     }
 }
 

@@ -137,6 +137,20 @@ pub struct ExecOp {
     /// Heredoc bodies of this RUN (already folded into `args`; kept for display and for
     /// the `#!` case where the executor writes `files[0]` into the pipes mount).
     pub heredocs: Vec<InlineFile>,
+    /// `--device`s (CDI devices), in order. Left out of the identity when empty, so
+    /// RUN steps without devices keep the ids they had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+}
+
+/// One `RUN --device=name[,required]`: a CDI device (`vendor.com/class=name`, a whole
+/// `vendor.com/class`, or a device class) to make available to the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The CDI name as written (after variable expansion).
+    pub name: String,
+    /// Fail the step when the device is not there (otherwise it is optional).
+    pub required: bool,
 }
 
 /// RUN --network.
@@ -339,6 +353,13 @@ pub enum ConfigChange {
     Onbuild {
         /// The trigger instruction text.
         trigger: String,
+    },
+    /// ARG in a stage: the names declared and the values they took (a build arg, the
+    /// expanded default, the global value, or none). Changes no config; the image
+    /// history records it, as BuildKit does (`ARG A=1`, an empty layer).
+    Arg {
+        /// (name, value), in order.
+        pairs: Vec<(String, Option<String>)>,
     },
     /// MAINTAINER: sets the image author.
     Maintainer {

@@ -44,6 +44,8 @@ pub enum Instruction {
         network: Option<String>,
         /// `--security`.
         security: Option<String>,
+        /// Raw `--device` values (repeatable).
+        devices: Vec<(String, Span)>,
         /// Heredoc bodies.
         heredocs: Vec<Heredoc>,
     },
@@ -268,7 +270,7 @@ pub fn parse_instruction(node: &Node, file: &str) -> Result<Instruction, Fronten
             Instruction::From { base: args[0].clone(), name, name_as_written, as_keyword, platform: f.str("platform") }
         }
         "run" => {
-            let f = parse_flags(node, &[("mount", Strs), ("network", Str), ("security", Str)], file)?;
+            let f = parse_flags(node, &[("mount", Strs), ("network", Str), ("security", Str), ("device", Strs)], file)?;
             let Some(cmd) = cmdline(&node.args) else {
                 return Err(err("RUN requires at least one argument"));
             };
@@ -277,6 +279,7 @@ pub fn parse_instruction(node: &Node, file: &str) -> Result<Instruction, Fronten
                 mounts: f.all("mount"),
                 network: f.str("network"),
                 security: f.str("security"),
+                devices: f.all("device"),
                 heredocs: node.heredocs.clone(),
             }
         }

@@ -37,11 +37,12 @@ mod lower;
 mod options;
 mod parser;
 pub mod path;
+mod reference;
 mod shellpattern;
 
 pub use error::{Diagnostic, FrontendError, Location, Severity, Span};
-pub use graph::{BuildGraph, ConfigChange, CopyOp, ExecOp, ImageConfig, Op, SourceOp, SourceRef, Stage, Step};
-pub use lint::{CheckConfig, check};
+pub use graph::{BuildGraph, ConfigChange, CopyOp, Device, ExecOp, ImageConfig, Op, SourceOp, SourceRef, Stage, Step};
+pub use lint::{CheckConfig, EXPERIMENTAL_RULES, LintInputs, LintReport, check, check_with, lint};
 pub use lower::{Lowered, lower};
 pub use options::{BaseImageInfo, ImageResolver, LowerOptions, MapResolver, NoResolver, Platform};
 pub use parser::{Args, Ast, Directive, Directives, Flag, Heredoc, Node, parse};

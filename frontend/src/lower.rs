@@ -3,10 +3,12 @@
 //! target needs is lowered, dependencies first, cycles refused), ARG/ENV scoping, base
 //! image config and ONBUILD triggers from the resolver.
 
+use crate::dockerignore::Matcher;
 use crate::error::{Diagnostic, FrontendError, Span, graph_err, instr_err};
 use crate::expand::{Env, Lexer, Vars};
 use crate::graph::*;
 use crate::instructions::{CmdLine, CopyArgs, Health, Instruction, parse_instruction};
+use crate::lint::{LintInputs, suggest};
 use crate::options::{BaseImageInfo, ImageResolver, LowerOptions, Platform};
 use crate::parser::{Ast, Heredoc, Node, parse, parse_heredoc};
 use crate::path;
@@ -72,16 +74,20 @@ pub(crate) fn split_stages<'a>(ast: &'a Ast) -> Result<(Located<'a>, Vec<StageDe
 
 /// Lower a parsed Dockerfile into a build graph.
 pub fn lower(ast: &Ast, opts: &LowerOptions, resolver: &dyn ImageResolver) -> Result<Lowered, FrontendError> {
-    lower_with(ast, opts, resolver, false)
+    let mut warnings = Vec::new();
+    lower_with(ast, opts, resolver, &LintInputs::default(), false, &mut warnings)
 }
 
 /// `all_stages`: lower every stage, needed or not (what `check` does when no target is
-/// given, as BuildKit's lint mode).
+/// given, as BuildKit's lint mode). The warnings found before an error are left in
+/// `early` (check reports them along with the error).
 pub(crate) fn lower_with(
     ast: &Ast,
     opts: &LowerOptions,
     resolver: &dyn ImageResolver,
+    inputs: &LintInputs,
     all_stages: bool,
+    early: &mut Vec<Diagnostic>,
 ) -> Result<Lowered, FrontendError> {
     let (globals, defs) = split_stages(ast)?;
     let mut lw = Lowerer {
@@ -98,52 +104,108 @@ pub(crate) fn lower_with(
         order: Vec::new(),
         used_args: BTreeSet::new(),
         warnings: Vec::new(),
+        ignore: inputs.dockerignore,
     };
-    for (ins, node) in &globals {
-        if let Instruction::Arg(args) = ins {
-            lw.global_arg(args, node)?;
+    lw.default_arg_bases(&globals);
+    let r = lw.lower_all(&globals, all_stages);
+    match r {
+        Ok(target) => {
+            let stages = lw.order.iter().filter_map(|&i| lw.done[i].take()).collect();
+            let proxy_env = proxy_env(opts);
+            Ok(Lowered { graph: BuildGraph { target, stages, proxy_env }, warnings: lw.warnings })
+        }
+        Err(e) => {
+            early.append(&mut lw.warnings);
+            Err(e)
         }
     }
-    let target = match &opts.target {
-        None => defs.len() - 1,
-        Some(t) => {
-            let lt = t.to_ascii_lowercase();
-            match defs.iter().position(|d| d.name.as_deref() == Some(lt.as_str())) {
-                Some(i) => i,
-                None => {
-                    return Err(graph_err(&lw.file, Span::default(), format!("target stage {t:?} could not be found")));
-                }
-            }
-        }
-    };
-    lw.stage(target, defs[target].node.span)?;
-    if all_stages {
-        for (i, d) in defs.iter().enumerate() {
-            lw.stage(i, d.node.span)?;
-        }
-    }
+}
+
+fn proxy_env(opts: &LowerOptions) -> BTreeMap<String, String> {
     let mut proxy_env = BTreeMap::new();
     for k in PROXY_ARGS.iter().chain(ALL_PROXY.iter()) {
         if let Some(v) = opts.build_args.get(*k) {
             proxy_env.insert(k.to_string(), v.clone());
         }
     }
-    let unused: Vec<&str> = opts
-        .build_args
-        .keys()
-        .filter(|k| !lw.used_args.contains(*k) && !is_builtin_arg(k))
-        .map(String::as_str)
-        .collect();
-    if !unused.is_empty() {
-        lw.warnings.push(Diagnostic::warning(
-            "UnusedBuildArg",
-            &lw.file,
-            Span::default(),
-            format!("One or more build-args [{}] were not consumed", unused.join(" ")),
-        ));
+    proxy_env
+}
+
+impl<'a> Lowerer<'a> {
+    /// Global ARGs, the target and what it needs (or every stage); the target's index.
+    fn lower_all(&mut self, globals: &Located, all_stages: bool) -> Result<usize, FrontendError> {
+        let (opts, defs) = (self.opts, self.defs);
+        for (ins, node) in globals {
+            if let Instruction::Arg(args) = ins {
+                self.global_arg(args, node)?;
+            }
+        }
+        let target = match &opts.target {
+            None => defs.len() - 1,
+            Some(t) => {
+                let lt = t.to_ascii_lowercase();
+                match defs.iter().position(|d| d.name.as_deref() == Some(lt.as_str())) {
+                    Some(i) => i,
+                    None => {
+                        let m = format!("target stage {t:?} could not be found");
+                        return Err(graph_err(&self.file, Span::default(), m));
+                    }
+                }
+            }
+        };
+        self.stage(target, defs[target].node.span)?;
+        if all_stages {
+            for (i, d) in defs.iter().enumerate() {
+                self.stage(i, d.node.span)?;
+            }
+        }
+        let unused: Vec<&str> = opts
+            .build_args
+            .keys()
+            .filter(|k| !self.used_args.contains(*k) && !is_builtin_arg(k))
+            .map(String::as_str)
+            .collect();
+        if !unused.is_empty() {
+            self.warnings.push(Diagnostic::warning(
+                "UnusedBuildArg",
+                &self.file,
+                Span::default(),
+                format!("One or more build-args [{}] were not consumed", unused.join(" ")),
+            ));
+        }
+        Ok(target)
     }
-    let stages = lw.order.iter().filter_map(|&i| lw.done[i].take()).collect();
-    Ok(Lowered { graph: BuildGraph { target, stages, proxy_env }, warnings: lw.warnings })
+
+    /// InvalidDefaultArgInFrom: with the global ARGs' defaults alone (no build args),
+    /// every FROM must still name a valid image (BuildKit's
+    /// validateBaseImagesWithDefaultArgs; an expansion error abandons the check).
+    fn default_arg_bases(&mut self, globals: &Located) {
+        let lx = self.lx;
+        let mut env = platform_args(self.opts);
+        for (ins, _) in globals {
+            let Instruction::Arg(args) = ins else { continue };
+            for (k, default) in args {
+                let value = match default {
+                    Some(d) => match lx.process_word(d, &env) {
+                        Ok(e) => Some(e.value),
+                        Err(_) => return,
+                    },
+                    None => env.get(k).cloned(),
+                };
+                match value {
+                    Some(v) => env.insert(k.clone(), v),
+                    None => env.remove(k),
+                };
+            }
+        }
+        for d in self.defs {
+            let Ok(e) = lx.process_word(&d.base, &env) else { return };
+            if !crate::reference::valid(&e.value) {
+                let m = format!("Default value for ARG {} results in empty or invalid base image name", d.base);
+                self.warn("InvalidDefaultArgInFrom", d.node.span, m);
+            }
+        }
+    }
 }
 
 fn is_builtin_arg(k: &str) -> bool {
@@ -193,6 +255,8 @@ struct Lowerer<'a> {
     order: Vec<usize>,
     used_args: BTreeSet<String>,
     warnings: Vec<Diagnostic>,
+    /// The build context's .dockerignore, for CopyIgnoredFile.
+    ignore: Option<&'a Matcher>,
 }
 
 /// The build-time state a stage based on another stage inherits (BuildKit copies the
@@ -202,6 +266,7 @@ struct Carry {
     env: Rc<Vec<(String, String)>>,
     args: Vec<(String, Option<String>)>,
     workdir_set: bool,
+    unresolved_base: Option<String>,
 }
 
 /// The state of one stage while its instructions are dispatched.
@@ -216,6 +281,9 @@ struct StageCx {
     config: ImageConfig,
     cmd_set: bool,
     workdir_set: bool,
+    /// The image at the root of this stage's base chain, when the resolver did not know
+    /// it: its ENV is unknown, so an unset variable may still be defined there.
+    unresolved_base: Option<String>,
     steps: Vec<Step>,
     last: String,
     deps: BTreeSet<usize>,
@@ -260,8 +328,9 @@ impl StageCx {
         self.config.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
     }
 
+    /// The working directory as a clean absolute path (what RUN, COPY and mounts use).
     fn workdir(&self) -> String {
-        if self.config.working_dir.is_empty() { "/".into() } else { self.config.working_dir.clone() }
+        if self.config.working_dir.is_empty() { "/".into() } else { path::clean(&self.config.working_dir) }
     }
 
     fn push(&mut self, node: &Node, span: Span, trigger: bool, op: Op) {
@@ -270,6 +339,14 @@ impl StageCx {
         self.steps.push(Step { id: id.clone(), parent: self.last.clone(), description, span, op });
         self.last = id;
     }
+}
+
+/// RUN's flags, typed but not yet expanded.
+struct RunFlags<'i> {
+    mounts: &'i [(String, Span)],
+    network: Option<&'i str>,
+    security: Option<&'i str>,
+    devices: &'i [(String, Span)],
 }
 
 /// Per-instruction dispatch context: the node, the span to blame, whether it is a trigger.
@@ -283,6 +360,10 @@ struct At<'n> {
 impl<'a> Lowerer<'a> {
     fn warn(&mut self, rule: &str, span: Span, msg: String) {
         let d = Diagnostic::warning(rule, &self.file, span, msg);
+        self.push_diag(d);
+    }
+
+    fn push_diag(&mut self, d: Diagnostic) {
         if !self.warnings.contains(&d) {
             self.warnings.push(d);
         }
@@ -294,7 +375,7 @@ impl<'a> Lowerer<'a> {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(d)) => {
                     let env = self.global_env.clone();
-                    Some(self.expand_with(&env, d, node.span, |_| true)?)
+                    Some(self.expand_with(&env, d, node.span, |_| true, None)?)
                 }
                 (None, None) => self.global_env.get(k).cloned(),
             };
@@ -315,12 +396,26 @@ impl<'a> Lowerer<'a> {
         word: &str,
         span: Span,
         declared: impl Fn(&str) -> bool,
+        unresolved_base: Option<&str>,
     ) -> Result<String, FrontendError> {
         let ex = self.lx.process_word(word, env).map_err(|e| graph_err(&self.file, span, e))?;
         for name in &ex.unmatched {
-            if !declared(name) {
-                self.warn("UndefinedVar", span, format!("Usage of undefined variable '${name}'"));
+            if declared(name) {
+                continue;
             }
+            if let Some(base) = unresolved_base {
+                // The base image may define it: say so rather than call it undefined.
+                let m = format!(
+                    "Usage of variable '${name}' could not be checked: base image {base:?} was not resolved, its ENV is unknown"
+                );
+                self.push_diag(Diagnostic::note("UndefinedVar", &self.file, span, m));
+                continue;
+            }
+            let mut m = format!("Usage of undefined variable '${name}'");
+            if let Some(s) = suggest(name, env.keys()) {
+                m.push_str(&format!(" (did you mean ${s}?)"));
+            }
+            self.warn("UndefinedVar", span, m);
         }
         Ok(ex.value)
     }
@@ -332,7 +427,7 @@ impl<'a> Lowerer<'a> {
         word: &str,
         span: Span,
     ) -> Result<String, FrontendError> {
-        self.expand_with(env, word, span, |n| st.declared(n))
+        self.expand_with(env, word, span, |n| st.declared(n), st.unresolved_base.as_deref())
     }
 
     /// Lower stage `i` (once), after the stages it depends on; its final id.
@@ -350,14 +445,11 @@ impl<'a> Lowerer<'a> {
         let span = def.node.span;
         let genv = self.global_env.clone();
         let gdecl = self.global_declared.clone();
-        let in_global = |n: &str| gdecl.contains_key(n);
+        // BuildKit: declared global ARGs and the platform ARGs are known in FROM.
+        let known: Vec<&str> = gdecl.keys().chain(genv.keys()).map(String::as_str).collect();
         let ex = self.lx.process_word(&def.base, &genv).map_err(|e| graph_err(&self.file, span, e))?;
         self.mark_used(&ex.matched);
-        for n in &ex.unmatched {
-            if !in_global(n) {
-                self.warn("UndefinedArgInFrom", span, format!("FROM argument '{n}' is not declared"));
-            }
-        }
+        self.undefined_in_from(&ex.unmatched, &known, span);
         let base = ex.value;
         if base.is_empty() {
             return Err(graph_err(&self.file, span, format!("base name ({}) should not be blank", def.base)));
@@ -367,14 +459,24 @@ impl<'a> Lowerer<'a> {
             Some(p) => {
                 let ex = self.lx.process_word(p, &genv).map_err(|e| graph_err(&self.file, span, e))?;
                 self.mark_used(&ex.matched);
+                self.undefined_in_from(&ex.unmatched, &known, span);
+                let hint = || {
+                    let keys: Vec<&str> = genv.keys().map(String::as_str).collect();
+                    ex.unmatched
+                        .iter()
+                        .find_map(|n| suggest(n, keys.iter().copied()))
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default()
+                };
+                if ex.value.is_empty() {
+                    let m = format!("empty platform value from expression {p}{}", hint());
+                    return Err(graph_err(&self.file, span, m));
+                }
                 match Platform::parse_with_default(&ex.value, &self.opts.build_platform.normalized()) {
                     Some(pl) => pl.to_string(),
                     None => {
-                        return Err(graph_err(
-                            &self.file,
-                            span,
-                            format!("failed to parse platform {}: expected os/arch[/variant]", ex.value),
-                        ));
+                        let m = format!("failed to parse platform {}: expected os/arch[/variant]{}", ex.value, hint());
+                        return Err(graph_err(&self.file, span, m));
                     }
                 }
             }
@@ -386,6 +488,7 @@ impl<'a> Lowerer<'a> {
             config: ImageConfig::default(),
             cmd_set: false,
             workdir_set: false,
+            unresolved_base: None,
             steps: Vec::new(),
             last: String::new(),
             deps: BTreeSet::new(),
@@ -404,6 +507,7 @@ impl<'a> Lowerer<'a> {
                 st.env = c.env.clone();
                 st.args = c.args.clone();
                 st.workdir_set = c.workdir_set;
+                st.unresolved_base = c.unresolved_base.clone();
             }
             SourceOp::Stage { index: j, id }
         } else {
@@ -417,17 +521,16 @@ impl<'a> Lowerer<'a> {
                 }
                 Ok(Some(info)) => {
                     let digest = info.digest.clone();
+                    self.check_base_platform(&base, &platform, info.platform.as_deref(), span);
                     st.config = config_from(info);
                     SourceOp::Image { reference: base, platform: platform.clone(), resolved: true, digest }
                 }
                 Ok(None) => {
-                    self.warn(
-                        "BaseImageNotResolved",
-                        span,
-                        format!(
-                            "base image {base:?} could not be resolved offline; its ENV, WORKDIR, USER and ONBUILD are unknown"
-                        ),
+                    let m = format!(
+                        "base image {base:?} could not be resolved offline; its ENV, WORKDIR, USER and ONBUILD are unknown"
                     );
+                    self.push_diag(Diagnostic::note("BaseImageNotResolved", &self.file, span, m));
+                    st.unresolved_base = Some(base.clone());
                     st.config.env = vec![format!("PATH={DEFAULT_PATH}")];
                     SourceOp::Image { reference: base, platform: platform.clone(), resolved: false, digest: None }
                 }
@@ -454,7 +557,8 @@ impl<'a> Lowerer<'a> {
         for (ins, node) in &def.body {
             self.dispatch(&mut st, ins, At { node, span: node.span, trigger: false })?;
         }
-        self.carry[i] = Some(Carry { env: st.env, args: st.args, workdir_set: st.workdir_set });
+        let unresolved_base = st.unresolved_base;
+        self.carry[i] = Some(Carry { env: st.env, args: st.args, workdir_set: st.workdir_set, unresolved_base });
         let stage = Stage {
             index: i,
             name: def.name.clone(),
@@ -469,6 +573,33 @@ impl<'a> Lowerer<'a> {
         self.in_progress[i] = false;
         self.order.push(i);
         Ok(st.last)
+    }
+
+    /// UndefinedArgInFrom, with BuildKit's "did you mean" over the known names.
+    fn undefined_in_from(&mut self, unmatched: &BTreeSet<String>, known: &[&str], span: Span) {
+        for n in unmatched {
+            if known.contains(&n.as_str()) {
+                continue;
+            }
+            let mut m = format!("FROM argument '{n}' is not declared");
+            if let Some(s) = suggest(n, known.iter().copied()) {
+                m.push_str(&format!(" (did you mean {s}?)"));
+            }
+            self.warn("UndefinedArgInFrom", span, m);
+        }
+    }
+
+    /// InvalidBaseImagePlatform: the resolved image is for another OS or architecture.
+    fn check_base_platform(&mut self, image: &str, expected: &str, actual: Option<&str>, span: Span) {
+        let (Some(want), Some(got)) = (Platform::parse(expected), actual.and_then(Platform::parse)) else { return };
+        if want.os != got.os || want.arch != got.arch {
+            let m = format!(
+                "Base image {image} was pulled with platform {:?}, expected {:?} for current build",
+                got.to_string(),
+                want.to_string()
+            );
+            self.warn("InvalidBaseImagePlatform", span, m);
+        }
     }
 
     fn mark_used(&mut self, names: &BTreeSet<String>) {
@@ -504,8 +635,9 @@ impl<'a> Lowerer<'a> {
     fn dispatch(&mut self, st: &mut StageCx, ins: &Instruction, at: At) -> Result<(), FrontendError> {
         match ins {
             Instruction::From { .. } => Ok(()),
-            Instruction::Run { cmd, mounts, network, security, heredocs } => {
-                self.run(st, at, cmd, mounts, network.as_deref(), security.as_deref(), heredocs)
+            Instruction::Run { cmd, mounts, network, security, devices, heredocs } => {
+                let run = RunFlags { mounts, network: network.as_deref(), security: security.as_deref(), devices };
+                self.run(st, at, cmd, &run, heredocs)
             }
             Instruction::Cmd(c) => self.cmd(st, at, c),
             Instruction::Entrypoint(c) => self.entrypoint(st, at, c),
@@ -536,23 +668,26 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         st: &mut StageCx,
         at: At,
         cmd: &CmdLine,
-        mounts: &[(String, Span)],
-        network: Option<&str>,
-        security: Option<&str>,
+        flags: &RunFlags,
         heredocs: &[Heredoc],
     ) -> Result<(), FrontendError> {
         let env = st.expand_env();
         let mut out_mounts = Vec::new();
-        for (raw, span) in mounts {
+        for (raw, span) in flags.mounts {
             let sp = if at.trigger { at.span } else { *span };
             out_mounts.push(self.mount(st, &env[..], raw, sp)?);
         }
+        let mut devices = Vec::new();
+        for (raw, span) in flags.devices {
+            let sp = if at.trigger { at.span } else { *span };
+            devices.push(self.device(&env[..], raw, sp)?);
+        }
+        let (network, security) = (flags.network, flags.security);
         let network = match network.map(|n| self.lx.process_word(n, &env[..]).map(|e| e.value)) {
             None => NetworkMode::Default,
             Some(Ok(n)) => match n.as_str() {
@@ -620,9 +755,39 @@ impl<'a> Lowerer<'a> {
             network,
             security,
             heredocs: files_out,
+            devices,
         };
         st.push(at.node, at.span, at.trigger, Op::Exec(op));
         Ok(())
+    }
+
+    /// One `--device` value: CSV fields, the first the CDI name, then `required` or
+    /// `required=<bool>` (BuildKit's `ParseDevice`).
+    fn device(&mut self, env: &[(String, String)], raw: &str, span: Span) -> Result<Device, FrontendError> {
+        let err = |m: String| instr_err(&self.file, span, m);
+        let v = self.lx.process_word(raw, env).map_err(&err)?.value;
+        let fields = split_csv(&v).map_err(&err)?;
+        let mut it = fields.into_iter();
+        let name = it.next().unwrap_or_default();
+        let name = name.strip_prefix("name=").map(str::to_string).unwrap_or(name);
+        if name.trim().is_empty() {
+            return Err(err(format!("invalid device {raw:?}: the device name is empty")));
+        }
+        let mut required = false;
+        for f in it {
+            match f.split_once('=') {
+                None if f.eq_ignore_ascii_case("required") => required = true,
+                Some((k, b)) if k.eq_ignore_ascii_case("required") => {
+                    required = match b {
+                        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                        _ => return Err(err(format!("invalid value for required: {b}"))),
+                    }
+                }
+                _ => return Err(err(format!("unexpected key '{f}' for device {name:?}"))),
+            }
+        }
+        Ok(Device { name, required })
     }
 
     /// Resolve a `--from` value or mount `from=`: a stage name, a stage index, or an image.
@@ -841,7 +1006,17 @@ impl<'a> Lowerer<'a> {
         Ok(m)
     }
 
+    /// JSONArgsRecommended, at dispatch as BuildKit: only when no SHELL is in force
+    /// (one set in this stage or inherited from its base counts).
+    fn json_args_lint(&mut self, st: &StageCx, at: At, c: &CmdLine, kw: &str) {
+        if matches!(c, CmdLine::Shell(_)) && st.config.shell.is_none() && !at.trigger {
+            let m = format!("JSON arguments recommended for {kw} to prevent unintended behavior related to OS signals");
+            self.warn("JSONArgsRecommended", at.span, m);
+        }
+    }
+
     fn cmd(&mut self, st: &mut StageCx, at: At, c: &CmdLine) -> Result<(), FrontendError> {
+        self.json_args_lint(st, at, c, "CMD");
         let cmd = Self::with_shell(st, c);
         st.config.cmd = Some(cmd.clone());
         st.cmd_set = true;
@@ -850,6 +1025,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn entrypoint(&mut self, st: &mut StageCx, at: At, c: &CmdLine) -> Result<(), FrontendError> {
+        self.json_args_lint(st, at, c, "ENTRYPOINT");
         let entrypoint = match c {
             // `ENTRYPOINT ""` clears it rather than running an empty shell command.
             CmdLine::Shell(s) if s.trim().is_empty() => Vec::new(),
@@ -908,6 +1084,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn arg(&mut self, st: &mut StageCx, at: At, args: &[(String, Option<String>)]) -> Result<(), FrontendError> {
+        let mut pairs = Vec::with_capacity(args.len());
         for (k, default) in args {
             if self.opts.build_args.contains_key(k) {
                 self.used_args.insert(k.clone());
@@ -926,8 +1103,10 @@ impl<'a> Lowerer<'a> {
                 st.set_state_env(k, v);
             }
             st.args.retain(|(n, _)| n != k);
-            st.args.push((k.clone(), value));
+            st.args.push((k.clone(), value.clone()));
+            pairs.push((k.clone(), value));
         }
+        st.push(at.node, at.span, at.trigger, Op::Config(ConfigChange::Arg { pairs }));
         Ok(())
     }
 
@@ -1025,7 +1204,9 @@ impl<'a> Lowerer<'a> {
             path::join(&st.workdir(), &w)
         };
         st.workdir_set = true;
-        st.config.working_dir = path.clone();
+        // BuildKit (system.NormalizeWorkdir) keeps an absolute WORKDIR as written, trailing
+        // slash included; the step itself gets the clean path.
+        st.config.working_dir = if w.starts_with('/') { w.clone() } else { path.clone() };
         let user = st.config.user.clone();
         st.push(at.node, at.span, at.trigger, Op::Config(ConfigChange::Workdir { path, user }));
         Ok(())
@@ -1103,6 +1284,19 @@ impl<'a> Lowerer<'a> {
         let mut sources = Vec::with_capacity(c.sources.len());
         for s in &c.sources {
             sources.push(self.expand(st, &env[..], s, at.span)?);
+        }
+        if let (Some(ig), SourceRef::Context) = (self.ignore, &from) {
+            let cmd = if c.add { "Add" } else { "Copy" };
+            for src in &sources {
+                if c.add && (src.starts_with("http://") || src.starts_with("https://") || src.starts_with("git@")) {
+                    continue;
+                }
+                let clean = path::clean(src);
+                if ig.matches(&clean) {
+                    let m = format!("Attempting to {cmd} file {clean:?} that is excluded by .dockerignore");
+                    self.warn("CopyIgnoredFile", at.span, m);
+                }
+            }
         }
         let mut inline_files = Vec::new();
         for h in &c.inline {

@@ -162,6 +162,9 @@ impl Default for LowerOptions {
 pub struct BaseImageInfo {
     /// The resolved manifest digest (pins the Source step's identity), if known.
     pub digest: Option<String>,
+    /// The platform the image config says it is for (`linux/arm64`), if known: checked
+    /// against the stage's platform (InvalidBaseImagePlatform).
+    pub platform: Option<String>,
     /// `K=V`.
     pub env: Vec<String>,
     /// WORKDIR.

@@ -1,12 +1,14 @@
 //! Data-driven corpus: `testdata/dockerfiles/<case>/Dockerfile` lowered and linted, checked
 //! against `expected.json`; `testdata/dockerfiles/errors/<case>/Dockerfile` must fail with
-//! `expected-error.txt`. Optional per case: `options.json` (LowerOptions) and
-//! `resolver.json` (image ref -> BaseImageInfo).
+//! `expected-error.txt`. Optional per case: `options.json` (LowerOptions),
+//! `resolver.json` (image ref -> BaseImageInfo) and `dockerignore` (the context's
+//! `.dockerignore`, for CopyIgnoredFile).
 //!
 //! `UPDATE_SNAPSHOTS=1 cargo test -p rbuild-frontend --test corpus` rewrites the expected
 //! files; review the diff by hand before keeping it.
 
-use rbuild_frontend::{LowerOptions, MapResolver, check, lower, parse};
+use rbuild_frontend::dockerignore::Matcher;
+use rbuild_frontend::{LintInputs, LowerOptions, MapResolver, check_with, lower, parse};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -87,7 +89,11 @@ fn corpus_positive() {
                 continue;
             }
         };
-        let diags: Vec<String> = check(&src, "Dockerfile", &opts, &res).iter().map(|d| d.headline()).collect();
+        let ignore =
+            fs::read_to_string(dir.join("dockerignore")).ok().map(|t| Matcher::parse(&t).expect("dockerignore"));
+        let inputs = LintInputs { dockerignore: ignore.as_ref() };
+        let diags: Vec<String> =
+            check_with(&src, "Dockerfile", &opts, &res, &inputs).iter().map(|d| d.headline()).collect();
         let mut graph = serde_json::to_value(&lowered.graph).unwrap();
         strip_ids(&mut graph);
         let out = serde_json::json!({ "check": diags, "graph": graph });

@@ -147,6 +147,11 @@ impl Builder<'_> {
     }
 
     pub(crate) fn exec_step(&self, e: &ExecOp, parent: &State, n: u32, _step: &Step) -> Result<Option<LayerRecord>> {
+        // The frontend carries RUN --device; the sandbox cannot attach CDI devices yet, and
+        // running without one the Dockerfile asked for would be wrong.
+        if let Some(d) = e.devices.first() {
+            return Err(Error::Spec(format!("RUN --device={}: CDI devices are not supported yet", d.name)));
+        }
         let parent_chain = self.unpack(parent)?;
         let sn = self.snapshotter()?;
         let key = format!("build-{}-{}", std::process::id(), snapshot::unique());

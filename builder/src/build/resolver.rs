@@ -239,8 +239,13 @@ impl ImageResolver for FrontendResolver<'_> {
 /// What the frontend needs of an image config.
 pub fn info_of(c: &ImageConfig, digest: &Digest) -> BaseImageInfo {
     let cc = c.config.clone().unwrap_or_default();
+    let platform = (!c.os.is_empty() && !c.architecture.is_empty()).then(|| match c.variant.as_deref() {
+        Some(v) if !v.is_empty() => format!("{}/{}/{v}", c.os, c.architecture),
+        _ => format!("{}/{}", c.os, c.architecture),
+    });
     BaseImageInfo {
         digest: Some(digest.to_string()),
+        platform,
         env: cc.env,
         working_dir: cc.working_dir.unwrap_or_default(),
         user: cc.user.unwrap_or_default(),

@@ -823,6 +823,17 @@ fn created_by(step: &Step) -> String {
     match &step.op {
         Op::Exec(e) => format!("RUN {} # buildkit", e.args.join(" ")),
         Op::Copy(_) => format!("{} # buildkit", step.description),
+        // BuildKit writes the values the ARGs took, not the line as written.
+        Op::Config(ConfigChange::Arg { pairs }) => {
+            let kv: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k.clone(),
+                })
+                .collect();
+            format!("ARG {}", kv.join(" "))
+        }
         _ => step.description.clone(),
     }
 }
