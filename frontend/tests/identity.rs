@@ -59,7 +59,8 @@ fn proxies_do_not_change_identity_but_args_do() {
     o.build_args.insert("V".into(), "1".into());
     let with_arg = graph(src, &o);
     assert_ne!(ids(&base).last(), ids(&with_arg).last(), "ARGs are in RUN's environment");
-    let Op::Exec(e) = &with_arg.stages[0].steps[1].op else { panic!("not exec") };
+    // steps: FROM, ARG (a history-only step), RUN.
+    let Op::Exec(e) = &with_arg.stages[0].steps[2].op else { panic!("not exec") };
     assert!(e.env.contains(&"V=1".to_string()));
 }
 
