@@ -491,7 +491,8 @@ mod tests {
     fn buildkit_process_with_matches() {
         let lx = Lexer::new('\\');
         let env = |kv: &[(&str, &str)]| -> Env { kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
-        let ok: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let ok: &[Case] = &[
             ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", &[("FOO", "xxx"), ("BAR", "")], "xxx  ccc"),
             ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", &[("FOO", "xxx"), ("BAR", "")], "xxx bbb ccc"),
             ("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", &[("FOO", "xxx"), ("BAR", "")], "aaa bbb "),

@@ -76,6 +76,17 @@ const TOKENS: &[&str] = &[
     "\\",
     "--",
     ",",
+    "--device=",
+    "--device=a/b=c,required",
+    "${a/",
+    "${a//*/",
+    "${a:#",
+    "\\\\\n",
+    "``\n",
+    "# check=skip=all\n",
+    "# check=experimental=all\n",
+    "#\n",
+    "WORKDIR /x/\n",
 ];
 
 fn seeds() -> Vec<String> {
@@ -155,11 +166,20 @@ fn exercise(text: &str) {
         "alpine".into(),
         rbuild_frontend::BaseImageInfo {
             onbuild: vec![text.lines().next().unwrap_or("").to_string()],
+            platform: Some("linux/arm64".into()),
+            shell: Some(vec!["/bin/sh".into(), "-c".into()]),
             ..Default::default()
         },
     );
     for d in check(text, "Dockerfile", &opts, &res) {
         let _ = d.render(text);
+    }
+    // The context-dependent rules (CopyIgnoredFile) with every experimental rule on.
+    let ignore = Matcher::parse("*\n!a\nsecret*\n").expect("matcher");
+    let inputs = rbuild_frontend::LintInputs { dockerignore: Some(&ignore) };
+    let with_all = format!("# check=experimental=all\n{text}");
+    for d in rbuild_frontend::check_with(&with_all, "Dockerfile", &opts, &res, &inputs) {
+        let _ = d.render(&with_all);
     }
 }
 

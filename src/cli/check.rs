@@ -1,7 +1,9 @@
 //! `rbuild check`: parse, lower and lint a Dockerfile without building.
 
+use super::global::Global;
 use rbuild_frontend::dockerignore::{Matcher, find_ignore_file};
-use rbuild_frontend::{LowerOptions, NoResolver, Severity, check};
+use rbuild_frontend::{BaseImageInfo, ImageResolver, LintInputs, LowerOptions, Severity, check_with};
+use rbuild_image::{Platform, Reference, Store};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,27 @@ pub struct Args {
     pub context: PathBuf,
 }
 
+/// Base images from the local store only: `check` never goes to a registry, but an image
+/// that was pulled or built before is known (its ENV, WORKDIR, SHELL, platform).
+struct LocalImages(Option<Store>);
+
+impl ImageResolver for LocalImages {
+    fn resolve(&self, image_ref: &str, platform: &str) -> Result<Option<BaseImageInfo>, String> {
+        let Some(store) = &self.0 else { return Ok(None) };
+        let Ok(r) = Reference::parse(image_ref) else { return Ok(None) };
+        let r = if r.digest().is_some() { r } else { r.with_default_tag() };
+        let Ok(Some(d)) = store.lookup_tag(&r) else { return Ok(None) };
+        let p = Platform::parse(platform).unwrap_or_else(|_| Platform::host());
+        // Anything unreadable is "not known", as offline: check must not fail on it.
+        Ok(store
+            .load_image_for(&d, Some(r), &p)
+            .ok()
+            .map(|img| rbuild_builder::build::resolver::info_of(&img.config, img.manifest.digest())))
+    }
+}
+
 /// Run `rbuild check`: print every diagnostic to stderr; 1 if any is an error.
-pub fn run(args: Args) -> anyhow::Result<i32> {
+pub fn run(args: Args, g: &Global) -> anyhow::Result<i32> {
     let path = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
     let (name, bytes) = if path == Path::new("-") {
         let mut b = Vec::new();
@@ -42,33 +63,48 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         dockerfile_name: name.clone(),
         ..LowerOptions::default()
     };
-    let mut diags = check(&text, &name, &opts, &NoResolver);
     let mut out = String::new();
+    let mut ignore_errors = Vec::new();
+    let mut matcher = None;
     if path != Path::new("-") {
         if let Some(ignore) = find_ignore_file(&args.context, &path) {
             let t = std::fs::read_to_string(&ignore).unwrap_or_default();
-            if let Err(e) = Matcher::parse(&t) {
-                let mut d = e.to_diagnostic();
-                d.file = ignore.display().to_string();
-                out.push_str(&d.render(&t));
-                diags.push(d);
+            match Matcher::parse(&t) {
+                Ok(m) => matcher = Some(m),
+                Err(e) => {
+                    let mut d = e.to_diagnostic();
+                    d.file = ignore.display().to_string();
+                    out.push_str(&d.render(&t));
+                    ignore_errors.push(d);
+                }
             }
         }
     }
+    // Only an existing store is read: check does not create one.
+    let store = if g.root.join("index.json").is_file() { Store::open(&g.root).ok() } else { None };
+    let inputs = LintInputs { dockerignore: matcher.as_ref() };
+    let mut diags = check_with(&text, &name, &opts, &LocalImages(store), &inputs);
+    diags.extend(ignore_errors);
     for d in diags.iter().filter(|d| d.file == name) {
         out.push_str(&d.render(&text));
     }
     let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
-    let warnings = diags.len() - errors;
-    if diags.is_empty() {
-        out.push_str("Check complete, no warnings found.\n");
+    let warnings = diags.iter().filter(|d| d.severity == Severity::Warning).count();
+    let notes = diags.len() - errors - warnings;
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if errors + warnings == 0 {
+        out.push_str("Check complete, no warnings found");
     } else {
         out.push_str(&format!(
-            "Check complete, {errors} error{} and {warnings} warning{} found.\n",
-            if errors == 1 { "" } else { "s" },
-            if warnings == 1 { "" } else { "s" },
+            "Check complete, {errors} error{} and {warnings} warning{} found",
+            plural(errors),
+            plural(warnings)
         ));
     }
+    if notes > 0 {
+        out.push_str(&format!(" ({notes} note{})", plural(notes)));
+    }
+    out.push_str(".\n");
     eprint!("{out}");
     Ok(if errors > 0 { 1 } else { 0 })
 }

@@ -108,7 +108,7 @@ pub fn main() -> ExitCode {
     let g = global::Global::new(cli.root.clone());
     let result = match cli.command {
         Command::Build(a) => build::run(a, &g),
-        Command::Check(a) => check::run(a),
+        Command::Check(a) => check::run(a, &g),
         Command::Images(a) => images::run(a, &g),
         Command::Inspect(a) => inspect::run(a, &g),
         Command::Tag(a) => tag::run(a, &g),
