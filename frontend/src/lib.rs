@@ -5,8 +5,10 @@
 //! [`instructions`] module types and validates them; [`lower`] applies Docker's semantics
 //! (word expansion, ARG/ENV scoping, stage references, ONBUILD, `--target` pruning) and
 //! emits a serializable [`BuildGraph`] whose steps carry everything their cache key needs.
-//! [`check`] runs the lints behind `rbuild check`; [`dockerignore`] matches build-context
-//! paths with Docker's rules.
+//! [`lint`] runs BuildKit's build checks and returns a [`LintReport`] (findings with rule,
+//! message and span; whether `# check=error=true` makes them fail the build); [`check`]
+//! is the same plus parse and lowering errors, for `rbuild check`; [`dockerignore`]
+//! matches build-context paths with Docker's rules.
 //!
 //! Behaviour follows BuildKit's code where it and the docs differ, notably:
 //! - ARG and ENV write one build-time environment, the later write winning (so `ENV x=1`

@@ -51,7 +51,8 @@ impl CheckConfig {
             match k.trim() {
                 "skip" => list(v, &mut c.skip_all, &mut c.skip),
                 "experimental" => list(v, &mut c.experimental_all, &mut c.experimental),
-                "error" => c.error = v.trim().eq_ignore_ascii_case("true") || v.trim() == "1",
+                // Go's strconv.ParseBool; anything else leaves it off.
+                "error" => c.error = matches!(v.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True"),
                 _ => {}
             }
         }
