@@ -37,6 +37,11 @@ fn arg_is_in_the_history_and_workdir_keeps_its_slash() {
     assert_eq!(tail[0], ("ARG A=1".to_string(), true), "{hist:?}");
     assert_eq!(tail[1], ("ARG B=cli C=1x".to_string(), true), "{hist:?}");
     assert!(tail[2].0.starts_with("WORKDIR /tmp/"), "{hist:?}");
+    // Another value: the ARG step is cached (its identity is the names), its history is not.
+    let (_, meta) = e.build(&["--build-arg", "B=other", "-t", "args", &c]);
+    let cfg = config_blob(&e, &meta);
+    let hist = cfg["history"].as_array().unwrap();
+    assert_eq!(hist[hist.len() - 2]["created_by"], "ARG B=other C=1x", "{hist:?}");
 }
 
 #[test]

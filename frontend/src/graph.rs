@@ -436,6 +436,17 @@ pub fn step_id(parent: &str, op: &Op) -> String {
     buf.extend_from_slice(parent.as_bytes());
     buf.push(0);
     // Serializing plain data into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut buf, op);
+    match op {
+        // An ARG's values reach the steps that use them (RUN's env, expanded words), so
+        // the ARG step itself is named by its ARG names alone: a new `--build-arg` value
+        // does not re-run a COPY that never reads it (as BuildKit, where ARG is no op).
+        Op::Config(ConfigChange::Arg { pairs }) => {
+            let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            let _ = serde_json::to_writer(&mut buf, &("arg", names));
+        }
+        _ => {
+            let _ = serde_json::to_writer(&mut buf, op);
+        }
+    }
     blake3::hash(&buf).to_hex().to_string()
 }

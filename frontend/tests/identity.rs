@@ -70,3 +70,17 @@ fn dry_run_json_round_trips() {
     let back: BuildGraph = serde_json::from_str(&g.to_json_pretty()).unwrap();
     assert_eq!(g, back);
 }
+
+#[test]
+fn an_arg_value_changes_what_reads_it_not_what_follows() {
+    let src = "FROM scratch\nARG V=1\nCOPY a /a\nRUN true\n";
+    let a = graph(src, &LowerOptions::default());
+    let mut o = LowerOptions::default();
+    o.build_args.insert("V".into(), "2".into());
+    let b = graph(src, &o);
+    let (sa, sb) = (&a.stages[0].steps, &b.stages[0].steps);
+    // FROM, ARG, COPY keep their ids; RUN sees V=2 in its environment.
+    assert_eq!(sa[1].id, sb[1].id);
+    assert_eq!(sa[2].id, sb[2].id);
+    assert_ne!(sa[3].id, sb[3].id);
+}

@@ -307,6 +307,11 @@ impl<'a> Builder<'a> {
                 rec
             }
         };
+        let mut rec = rec;
+        if matches!(&step.op, Op::Config(ConfigChange::Arg { .. })) {
+            // The step's identity leaves out the values; the history must show this build's.
+            rec.history.created_by = Some(created_by(step));
+        }
         self.records_used.lock().expect("lock").push((key.to_string(), rec.clone()));
         let mut next = parent.clone();
         next.key = key.to_string();
