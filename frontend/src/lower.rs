@@ -685,7 +685,7 @@ impl<'a> Lowerer<'a> {
         let mut devices = Vec::new();
         for (raw, span) in flags.devices {
             let sp = if at.trigger { at.span } else { *span };
-            devices.push(self.device(&env[..], raw, sp)?);
+            devices.push(self.device(raw, sp)?);
         }
         let (network, security) = (flags.network, flags.security);
         let network = match network.map(|n| self.lx.process_word(n, &env[..]).map(|e| e.value)) {
@@ -761,31 +761,38 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    /// One `--device` value: CSV fields, the first the CDI name, then `required` or
-    /// `required=<bool>` (BuildKit's `ParseDevice`).
-    fn device(&mut self, env: &[(String, String)], raw: &str, span: Span) -> Result<Device, FrontendError> {
+    /// One `--device` value, BuildKit's `ParseDevice`: CSV fields in any order, `name=N`
+    /// or the first field without a known key is the CDI name (`vendor.com/class=dev`
+    /// included), `required` or `required=<bool>`. Not expanded (BuildKit does not).
+    fn device(&mut self, raw: &str, span: Span) -> Result<Device, FrontendError> {
         let err = |m: String| instr_err(&self.file, span, m);
-        let v = self.lx.process_word(raw, env).map_err(&err)?.value;
-        let fields = split_csv(&v).map_err(&err)?;
-        let mut it = fields.into_iter();
-        let name = it.next().unwrap_or_default();
-        let name = name.strip_prefix("name=").map(str::to_string).unwrap_or(name);
-        if name.trim().is_empty() {
-            return Err(err(format!("invalid device {raw:?}: the device name is empty")));
-        }
-        let mut required = false;
-        for f in it {
-            match f.split_once('=') {
-                None if f.eq_ignore_ascii_case("required") => required = true,
-                Some((k, b)) if k.eq_ignore_ascii_case("required") => {
-                    required = match b {
+        let fields = split_csv(raw).map_err(&err)?;
+        let (mut name, mut required) = (String::new(), false);
+        for f in fields {
+            let (key, value) = match f.split_once('=') {
+                Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
+                None => (f.to_ascii_lowercase(), None),
+            };
+            match (key.as_str(), value) {
+                ("required", None) => required = true,
+                ("required", Some(v)) => {
+                    required = match v {
                         "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
                         "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-                        _ => return Err(err(format!("invalid value for required: {b}"))),
+                        _ => return Err(err(format!("invalid value for required: {v}"))),
                     }
                 }
-                _ => return Err(err(format!("unexpected key '{f}' for device {name:?}"))),
+                ("name", Some(_)) if !name.is_empty() => {
+                    return Err(err(format!("device name already set to {name}")));
+                }
+                ("name", Some(v)) => name = v.to_string(),
+                _ if name.is_empty() => name = f.clone(),
+                (_, None) => return Err(err(format!("invalid field '{f}' must be a key=value pair"))),
+                (k, Some(_)) => return Err(err(format!("unexpected key '{k}' for device"))),
             }
+        }
+        if name.is_empty() {
+            return Err(err(format!("invalid device {raw:?}: no device name")));
         }
         Ok(Device { name, required })
     }
