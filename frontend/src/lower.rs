@@ -1016,7 +1016,7 @@ impl<'a> Lowerer<'a> {
     /// JSONArgsRecommended, at dispatch as BuildKit: only when no SHELL is in force
     /// (one set in this stage or inherited from its base counts).
     fn json_args_lint(&mut self, st: &StageCx, at: At, c: &CmdLine, kw: &str) {
-        if matches!(c, CmdLine::Shell(_)) && st.config.shell.is_none() && !at.trigger {
+        if matches!(c, CmdLine::Shell(_)) && st.config.shell.as_ref().is_none_or(|s| s.is_empty()) && !at.trigger {
             let m = format!("JSON arguments recommended for {kw} to prevent unintended behavior related to OS signals");
             self.warn("JSONArgsRecommended", at.span, m);
         }
