@@ -457,7 +457,8 @@ impl Auth {
         }
         let now = chrono::Utc::now();
         let iat = now.timestamp().max(0) as u64;
-        let expires_in = self.cfg.token.expiry.as_secs().max(60);
+        // Config::validate refuses less; the floor only guards an Auth built without it.
+        let expires_in = self.cfg.token.expiry.as_secs().max(crate::config::MIN_TOKEN_EXPIRY.as_secs());
         let claims = Claims {
             iss: self.cfg.token.issuer.clone(),
             sub: match &who {

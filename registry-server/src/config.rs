@@ -559,6 +559,40 @@ mod tests {
     }
 
     #[test]
+    fn limits_metrics_and_token_expiry() {
+        let c: Config = toml::from_str(
+            "header_timeout = \"5s\"\nbody_timeout = 90\nmax_connections = 10\nmax_connections_per_client = 0\n\
+             [metrics]\naddr = \"127.0.0.1:9090\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.header_timeout, c.body_timeout), (Duration::from_secs(5), Duration::from_secs(90)));
+        assert_eq!((c.max_connections, c.max_connections_per_client), (10, 0));
+        assert_eq!(c.metrics.addr.as_deref(), Some("127.0.0.1:9090"));
+        let d = Config::default();
+        assert_eq!((d.header_timeout, d.body_timeout), (DEFAULT_HEADER_TIMEOUT, DEFAULT_BODY_TIMEOUT));
+        assert!(d.metrics.addr.is_none(), "metrics stay behind auth unless an address is given");
+        let mut e = Config::default();
+        e.apply_env([
+            ("RBUILD_REGISTRY_HEADER_TIMEOUT".into(), "2s".into()),
+            ("RBUILD_REGISTRY_MAX_CONNECTIONS_PER_CLIENT".into(), "8".into()),
+            ("RBUILD_REGISTRY_METRICS_ADDR".into(), "127.0.0.1:0".into()),
+        ])
+        .unwrap();
+        assert_eq!((e.header_timeout, e.max_connections_per_client), (Duration::from_secs(2), 8));
+        assert!(e.apply_env([("RBUILD_REGISTRY_MAX_CONNECTIONS".into(), "lots".into())]).is_err());
+        let zero: Config = toml::from_str("body_timeout = 0\n").unwrap();
+        assert!(zero.validate().unwrap_err().to_string().contains("body_timeout"));
+        let same: Config = toml::from_str("addr = \"0.0.0.0:5000\"\n[metrics]\naddr = \"0.0.0.0:5000\"\n").unwrap();
+        assert!(same.validate().unwrap_err().to_string().contains("metrics.addr"));
+        let short: Config = toml::from_str("[auth.token]\nexpiry = \"59s\"\n").unwrap();
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.token.expiry") && err.contains("minimum of 60s"), "{err}");
+        let ok: Config = toml::from_str("[auth.token]\nexpiry = \"60s\"\n").unwrap();
+        ok.validate().unwrap();
+    }
+
+    #[test]
     fn s3_section() {
         let mut c: Config = toml::from_str(
             "[storage]\ndriver = \"s3\"\n[storage.s3]\nbucket = \"reg\"\nprefix = \"prod\"\n\
