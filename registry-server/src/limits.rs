@@ -159,6 +159,69 @@ impl hyper::body::Body for TimedBody {
     }
 }
 
+/// A connection's reader that must deliver its first `need` bytes within a deadline (then it
+/// is a plain passthrough). For HTTP/2, whose server handshake waits without a limit for the
+/// client's 24-byte preface.
+pub struct FirstBytes<IO> {
+    io: IO,
+    need: usize,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<IO> FirstBytes<IO> {
+    /// Wrap `io`: `need` bytes must arrive within `limit`.
+    pub fn new(io: IO, need: usize, limit: Duration) -> FirstBytes<IO> {
+        FirstBytes { io, need, deadline: Box::pin(tokio::time::sleep(limit)) }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstBytes<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.need = this.need.saturating_sub(buf.filled().len() - before);
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.need > 0 && this.deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "the client did not start (header_timeout)"),
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytes<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, b)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
 /// Raise the soft limit of open files to the hard limit (as Go programs do at start), so the
 /// connection caps, not the OS, decide; returns the soft limit now (`None`: unlimited or unknown).
 pub fn raise_nofile_limit() -> Option<u64> {

@@ -5,7 +5,7 @@ use crate::api::{self, AppState, ClientAddr};
 use crate::config::{Config, TlsConfig};
 use crate::error::{Error, Result};
 use crate::gc::{self, GcOptions};
-use crate::limits::{ConnGuard, ConnLimits};
+use crate::limits::{ConnGuard, ConnLimits, FirstBytes};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -51,6 +51,9 @@ fn load_tls(t: &TlsConfig) -> Result<TlsAcceptor> {
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
+
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, what an HTTP/2 client sends first.
+const H2_PREFACE_LEN: usize = 24;
 
 /// What each accepted connection is served with.
 #[derive(Clone)]
@@ -109,9 +112,14 @@ impl Conns {
                         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out (header_timeout)"),
                     };
-                    let builder = if s.get_ref().1.alpn_protocol() == Some(b"h2") { h2 } else { h1 };
-                    let conn = builder.serve_connection(TokioIo::new(s), svc).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
+                    let r = if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        // The HTTP/2 handshake waits for the preface with no limit of its own.
+                        let io = FirstBytes::new(s, H2_PREFACE_LEN, limit);
+                        watcher.watch(h2.serve_connection(TokioIo::new(io), svc).into_owned()).await
+                    } else {
+                        watcher.watch(h1.serve_connection(TokioIo::new(s), svc).into_owned()).await
+                    };
+                    if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "connection ended");
                     }
                 });

@@ -350,3 +350,101 @@ fn short_token_expiry_is_refused() {
     assert!(err.contains("auth.token.expiry") && err.contains("2s") && err.contains("minimum of 60s"), "{err}");
     assert!(!dir.path().join("data").exists(), "refused before anything was written");
 }
+
+/// #12.9 over TLS: a connection that never finishes its handshake, and an HTTP/2 one that never
+/// sends its preface, are closed at `header_timeout`; an HTTP/2 client is served meanwhile.
+#[tokio::test]
+async fn stalled_tls_and_http2_connections_are_closed() {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = Command::new(common::which("openssl").expect("openssl is needed to make a test certificate"))
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let reg = TestRegistry::start_with(|c| {
+        c.tls = Some(rbuild_registry_server::config::TlsConfig { cert: cert.clone(), key: key.clone() });
+        c.header_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = reg.server.local_addr();
+    // No handshake at all.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // A finished handshake offering h2, then nothing.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut h2 = connector.connect(name, TcpStream::connect(addr).await.unwrap()).await.unwrap();
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+
+    let c = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let r = c.get(reg.url("/v2/")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.version()), (200, reqwest::Version::HTTP_2));
+
+    read_until_closed(&mut silent).await;
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(60), h2.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "the HTTP/2 connection without a preface was kept open");
+}
+
+/// Accepts the test's self-signed certificate (what is tested is the server's timeouts).
+#[derive(Debug)]
+struct AnyCert(std::sync::Arc<tokio_rustls::rustls::crypto::CryptoProvider>);
+
+impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        _: &[tokio_rustls::rustls::pki_types::CertificateDer<'_>],
+        _: &tokio_rustls::rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: tokio_rustls::rustls::pki_types::UnixTime,
+    ) -> Result<tokio_rustls::rustls::client::danger::ServerCertVerified, tokio_rustls::rustls::Error> {
+        Ok(tokio_rustls::rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        dss: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<tokio_rustls::rustls::client::danger::HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        tokio_rustls::rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        dss: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<tokio_rustls::rustls::client::danger::HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        tokio_rustls::rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<tokio_rustls::rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

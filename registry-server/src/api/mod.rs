@@ -156,7 +156,14 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     st.metrics.request(method.as_str(), resp.status().as_u16());
-    let bytes = axum::body::HttpBody::size_hint(resp.body()).exact();
+    // A streamed blob has no exact size hint, but its Content-Length says what it sends.
+    let bytes = if method == Method::HEAD {
+        Some(0)
+    } else {
+        axum::body::HttpBody::size_hint(resp.body())
+            .exact()
+            .or_else(|| resp.headers().get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok())
+    };
     if let Some(n) = bytes {
         st.metrics.sent(n);
     }
