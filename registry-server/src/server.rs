@@ -157,7 +157,7 @@ async fn accept_loop(listener: TcpListener, conns: Conns, mut stop: watch::Recei
 fn connection_cap(configured: usize) -> usize {
     const RESERVE: u64 = 128;
     match crate::limits::nofile_limit() {
-        Some(soft) if configured == 0 || configured as u64 + RESERVE > soft => {
+        Some(soft) if configured != 0 && configured as u64 + RESERVE > soft => {
             let fit = soft.saturating_sub(RESERVE).max(16) as usize;
             tracing::info!(
                 "max_connections = {configured}: lowered to {fit} to fit the open-file limit ({soft}); raise `ulimit -n` for more"
