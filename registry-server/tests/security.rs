@@ -448,3 +448,51 @@ impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyCert {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// #12.7 and #12.8 with bearer tokens: the token for alice's push carries no pull on
+/// bob's repository (the rules refuse it), so a mount from there is an ordinary upload start,
+/// and her catalog token lists only what the rules let her pull.
+#[tokio::test]
+async fn token_mode_mounts_and_catalog_follow_the_rules() {
+    let reg = two_tenants(|c| c.auth.mode = AuthMode::Token).await;
+    let token = |user: &'static str, scopes: &[&str]| {
+        let q: Vec<String> = scopes.iter().map(|s| format!("scope={s}")).collect();
+        let req = reg.client.get(reg.url(&format!("/token?service=rbuild-registry&{}", q.join("&"))));
+        async move {
+            let v: serde_json::Value = req.basic_auth(user, Some(pw(user))).send().await.unwrap().json().await.unwrap();
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    let bob = token("bob", &["repository:bob/secret:pull,push"]).await;
+    let secret = Digest::sha256_of(b"bob's token-pushed layer");
+    let r = reg
+        .client
+        .post(reg.url(&format!("/v2/bob/secret/blobs/uploads/?digest={secret}")))
+        .bearer_auth(&bob)
+        .body(&b"bob's token-pushed layer"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let alice = token("alice", &["repository:alice/x:pull,push", "repository:bob/secret:pull"]).await;
+    for query in [format!("mount={secret}&from=bob/secret"), format!("mount={secret}")] {
+        let r = reg
+            .client
+            .post(reg.url(&format!("/v2/alice/x/blobs/uploads/?{query}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{query}");
+    }
+    let r = reg.client.get(reg.url(&format!("/v2/alice/x/blobs/{secret}"))).bearer_auth(&alice).send().await.unwrap();
+    assert_error(r, 404, "BLOB_UNKNOWN").await;
+
+    let cat = token("alice", &["registry:catalog:*"]).await;
+    let v: serde_json::Value =
+        reg.client.get(reg.url("/v2/_catalog")).bearer_auth(&cat).send().await.unwrap().json().await.unwrap();
+    let repos = v["repositories"].as_array().unwrap();
+    assert!(!repos.iter().any(|r| r == "bob/secret"), "{v}");
+    assert!(repos.iter().all(|r| r.as_str().unwrap().starts_with("alice/")), "{v}");
+}
