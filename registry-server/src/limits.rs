@@ -2,6 +2,7 @@
 //! client IP address) and the idle timeout of request bodies. Header timeouts are hyper's
 //! (set up in [`crate::server`]).
 
+use crate::metrics::Metrics;
 use axum::body::Body;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
@@ -23,6 +24,7 @@ pub struct ConnLimits {
     max_total: usize,
     max_per_client: usize,
     state: Mutex<LimitState>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -42,9 +44,10 @@ pub struct ConnGuard {
 }
 
 impl ConnLimits {
-    /// Caps of `max_total` connections and `max_per_client` per IP address (0: no cap).
-    pub fn new(max_total: usize, max_per_client: usize) -> Arc<ConnLimits> {
-        Arc::new(ConnLimits { max_total, max_per_client, state: Mutex::new(LimitState::default()) })
+    /// Caps of `max_total` connections and `max_per_client` per IP address (0: no cap),
+    /// counted in `metrics` too.
+    pub fn new(max_total: usize, max_per_client: usize, metrics: Arc<Metrics>) -> Arc<ConnLimits> {
+        Arc::new(ConnLimits { max_total, max_per_client, state: Mutex::new(LimitState::default()), metrics })
     }
 
     /// Admit a connection from `ip`, or `None` when a cap is reached (logged at most once a
@@ -60,6 +63,7 @@ impl ConnLimits {
             None
         };
         if let Some(why) = over {
+            self.metrics.connection_refused();
             st.refused += 1;
             let now = Instant::now();
             if st.last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
@@ -77,6 +81,7 @@ impl ConnLimits {
         }
         st.total += 1;
         *st.per_client.entry(ip).or_default() += 1;
+        self.metrics.connection(true);
         Some(ConnGuard { limits: self.clone(), ip })
     }
 
@@ -90,6 +95,7 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         let mut st = self.limits.state.lock().unwrap_or_else(|p| p.into_inner());
         st.total = st.total.saturating_sub(1);
+        self.limits.metrics.connection(false);
         if let Some(n) = st.per_client.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -259,7 +265,8 @@ mod tests {
     fn caps_per_client_and_total() {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let l = ConnLimits::new(3, 2);
+        let m = Arc::new(Metrics::default());
+        let l = ConnLimits::new(3, 2, m.clone());
         let g1 = l.admit(a).unwrap();
         let _g2 = l.admit(a).unwrap();
         assert!(l.admit(a).is_none(), "a third from one address");
@@ -268,7 +275,10 @@ mod tests {
         drop(g1);
         let _g4 = l.admit(a).unwrap();
         assert_eq!(l.open(), 3);
-        let unlimited = ConnLimits::new(0, 0);
+        let text = m.render(0);
+        assert!(text.contains("rbuild_registry_connections_open 3\n"), "{text}");
+        assert!(text.contains("rbuild_registry_connections_refused_total 2\n"), "{text}");
+        let unlimited = ConnLimits::new(0, 0, m);
         let gs: Vec<_> = (0..100).map(|_| unlimited.admit(a).unwrap()).collect();
         assert_eq!(unlimited.open(), gs.len());
     }

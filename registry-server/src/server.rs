@@ -189,7 +189,11 @@ impl Server {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let limits = ConnLimits::new(connection_cap(config.max_connections), config.max_connections_per_client);
+        let limits = ConnLimits::new(
+            connection_cap(config.max_connections),
+            config.max_connections_per_client,
+            state.metrics.clone(),
+        );
         let (stop, rx) = watch::channel(false);
         let conns = Conns::new(api::app(state.clone()), tls.clone(), limits.clone(), config);
         let mut tasks = vec![tokio::spawn(accept_loop(listener, conns, rx.clone(), config.shutdown_timeout))];

@@ -211,6 +211,8 @@ async fn half_open_connections_are_closed_and_others_served() {
     }
     // Their places are free again.
     assert!(v2_from("127.0.0.2", addr).await.starts_with("HTTP/1.1 200"));
+    let m = reg.client.get(reg.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("rbuild_registry_connections_refused_total 1\n"), "{m}");
 }
 
 /// #12.9: a PATCH that promises 1000 bytes and sends one is cut at `body_timeout` (408, the
