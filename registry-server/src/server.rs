@@ -185,7 +185,9 @@ impl Server {
         let listener = bind(&config.addr).await?;
         let addr = listener.local_addr().map_err(|io| Error::Listen { addr: config.addr.clone(), io })?;
         let metrics_listener = match &config.metrics.addr {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(
+                TcpListener::bind(a).await.map_err(|io| Error::Listen { addr: format!("{a} (metrics.addr)"), io })?,
+            ),
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
