@@ -148,18 +148,26 @@ impl Auth {
     pub fn new(cfg: &AuthConfig) -> Result<Auth> {
         let users = match &cfg.htpasswd {
             Some(p) if cfg.mode != AuthMode::None => {
-                let text = std::fs::read_to_string(p).map_err(|source| Error::File { path: p.clone(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|io| Error::File {
+                    setting: "auth.htpasswd",
+                    path: p.clone(),
+                    io,
+                })?;
                 parse_htpasswd(&text, &p.display().to_string())?
             }
             _ => HashMap::new(),
         };
         let secret = match &cfg.token.secret_file {
             Some(p) => {
-                let s = std::fs::read(p).map_err(|source| Error::File { path: p.clone(), source })?;
+                let s = std::fs::read(p).map_err(|io| Error::File {
+                    setting: "auth.token.secret_file",
+                    path: p.clone(),
+                    io,
+                })?;
                 if s.len() < 16 {
                     return Err(Error::Config {
-                        where_: p.display().to_string(),
-                        reason: "token secret must be at least 16 bytes".into(),
+                        where_: format!("auth.token.secret_file = {p:?}"),
+                        reason: format!("the secret is {} bytes; at least 16 are needed", s.len()),
                     });
                 }
                 s
@@ -167,6 +175,33 @@ impl Auth {
             None => (0..32).map(|_| rand::random::<u8>()).collect(),
         };
         Ok(Auth { cfg: cfg.clone(), users, verified: Mutex::new(HashMap::new()), secret })
+    }
+
+    /// One line for the start-up log: the mode, and what it relies on.
+    pub fn describe(&self) -> String {
+        let c = &self.cfg;
+        let mode = match c.mode {
+            AuthMode::None => return "none: every client may pull, push and delete everywhere".into(),
+            AuthMode::Basic => "basic".to_string(),
+            AuthMode::Token => format!(
+                "token (issuer {:?}, service {:?}, expiry {}s, realm {})",
+                c.token.issuer,
+                c.token.service,
+                c.token.expiry.as_secs(),
+                c.token.realm.as_deref().unwrap_or("<this server>/token")
+            ),
+        };
+        let htpasswd = c.htpasswd.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let rules = if c.access.is_empty() {
+            "no access rules: every user may pull, push and delete everywhere".to_string()
+        } else {
+            format!("{} access rules", c.access.len())
+        };
+        format!(
+            "{mode}; htpasswd {htpasswd}: {} users; {rules}; anonymous pull {}",
+            self.users.len(),
+            if c.anonymous_pull { "on" } else { "off" }
+        )
     }
 
     /// The mode.
@@ -224,6 +259,57 @@ impl Auth {
             }
         }
         out
+    }
+
+    /// May `who` pull from `repo`? (Everyone may, without auth.)
+    pub fn may_pull(&self, who: &Identity, repo: &str) -> bool {
+        self.cfg.mode == AuthMode::None || self.allowed(who, repo).contains(&Action::Pull)
+    }
+
+    /// May `who` pull from every repository, whatever its name? Then a blob's presence
+    /// anywhere is no secret from them.
+    pub fn pulls_everywhere(&self, who: &Identity) -> bool {
+        if self.cfg.mode == AuthMode::None || (*who == Identity::Anonymous && self.cfg.anonymous_pull) {
+            return true;
+        }
+        if self.cfg.access.is_empty() {
+            return matches!(who, Identity::User(_));
+        }
+        self.cfg.access.iter().any(|r| {
+            r.repository == "*"
+                && r.actions.iter().any(|a| a == "pull" || a == "*")
+                && r.users.iter().any(|u| match who {
+                    Identity::Anonymous => u == "anonymous",
+                    Identity::User(name) => u == "*" || u == name,
+                })
+        })
+    }
+
+    /// Check a request for `/metrics`: any authenticated user (basic credentials, or in token
+    /// mode a user's bearer token); without auth, anyone.
+    pub fn authorize_user(&self, headers: &HeaderMap) -> std::result::Result<Identity, AppError> {
+        let challenge = || {
+            AppError::new(ErrorCode::Unauthorized, "authentication required")
+                .with_header(header::WWW_AUTHENTICATE, &format!("Basic realm=\"{}\"", self.cfg.realm))
+        };
+        if self.cfg.mode == AuthMode::None {
+            return Ok(Identity::Anonymous);
+        }
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let who = match bearer {
+            Some(t) if self.cfg.mode == AuthMode::Token => {
+                let claims = self.verify_token(t.trim()).map_err(|_| challenge())?;
+                if claims.sub.is_empty() { Identity::Anonymous } else { Identity::User(claims.sub) }
+            }
+            _ => self.basic_identity(headers).map_err(|_| challenge())?,
+        };
+        match who {
+            Identity::User(_) => Ok(who),
+            Identity::Anonymous => Err(challenge()),
+        }
     }
 
     fn may_catalog(&self, who: &Identity) -> bool {
@@ -371,7 +457,8 @@ impl Auth {
         }
         let now = chrono::Utc::now();
         let iat = now.timestamp().max(0) as u64;
-        let expires_in = self.cfg.token.expiry.as_secs().max(60);
+        // Config::validate refuses less; the floor only guards an Auth built without it.
+        let expires_in = self.cfg.token.expiry.as_secs().max(crate::config::MIN_TOKEN_EXPIRY.as_secs());
         let claims = Claims {
             iss: self.cfg.token.issuer.clone(),
             sub: match &who {

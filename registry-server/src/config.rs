@@ -6,6 +6,14 @@
 //! read_only = false
 //! log_level = "info"
 //! shutdown_timeout = "30s"
+//! header_timeout = "30s"       # a request's headers (and an idle connection's next request)
+//! body_timeout = "60s"         # a request body that sends nothing for this long is cut
+//! max_connections = 4096       # connections served at once (0: no limit)
+//! max_connections_per_client = 256   # from one IP address (0: no limit)
+//!
+//! [metrics]
+//! # addr = "127.0.0.1:9090"    # serve /metrics here, without auth; absent: /metrics on addr,
+//! #                            # behind auth like /v2/ (any authenticated user)
 //!
 //! [storage]
 //! driver = "filesystem"        # or "memory", or "s3"
@@ -63,6 +71,13 @@ use std::time::Duration;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_ROOT: &str = "./registry-data";
+/// The default `header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `body_timeout` (nginx's `client_body_timeout`).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest `auth.token.expiry`: the token spec says a token should never be issued with
+/// less than 60 seconds to live, and clients treat shorter ones as 60 s anyway.
+pub const MIN_TOKEN_EXPIRY: Duration = Duration::from_secs(60);
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +94,21 @@ pub struct Config {
     /// How long a graceful shutdown waits for requests in flight.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// Limit for receiving a request's headers, counted from when the connection is ready for
+    /// the next request (so it also closes idle keep-alive connections), and for a TLS handshake.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// Limit for a request body to send nothing; the request fails and its connection closes
+    /// (an upload keeps the bytes received, and the client continues at that offset).
+    #[serde(deserialize_with = "de_duration")]
+    pub body_timeout: Duration,
+    /// Connections served at once, from all clients; 0: no limit.
+    pub max_connections: usize,
+    /// Connections served at once from one client IP address; 0: no limit. Behind a load
+    /// balancer every connection comes from its address: raise this or set 0 there.
+    pub max_connections_per_client: usize,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsConfig,
     /// Storage.
     pub storage: StorageConfig,
     /// TLS; plain HTTP when absent.
@@ -87,6 +117,15 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Garbage collection.
     pub gc: GcConfig,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A separate `HOST:PORT` serving `/metrics` without auth (and nothing else); absent:
+    /// `/metrics` is served on `addr`, behind the same auth as `/v2/`.
+    pub addr: Option<String>,
 }
 
 /// `[storage]`.
@@ -260,6 +299,11 @@ impl Default for Config {
             read_only: false,
             log_level: "info".into(),
             shutdown_timeout: Duration::from_secs(30),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
             tls: None,
             auth: AuthConfig::default(),
@@ -362,7 +406,7 @@ impl Config {
 
     /// Read a TOML file.
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::File { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|io| Error::ConfigFile { path: path.into(), io })?;
         toml::from_str(&text).map_err(|e| Error::Config { where_: path.display().to_string(), reason: e.to_string() })
     }
 
@@ -371,6 +415,10 @@ impl Config {
         for (k, v) in vars {
             let Some(key) = k.strip_prefix("RBUILD_REGISTRY_") else { continue };
             let dur = |v: &str| parse_duration(v).map_err(|reason| Error::Config { where_: k.clone(), reason });
+            let num = |v: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| Error::Config { where_: k.clone(), reason: format!("{v:?} is not a number") })
+            };
             match key {
                 "ADDR" => self.addr = v,
                 "ROOT" => self.root = PathBuf::from(v),
@@ -423,6 +471,11 @@ impl Config {
                 "GC_INTERVAL" => self.gc.interval = Some(dur(&v)?),
                 "GC_GRACE" => self.gc.grace = dur(&v)?,
                 "SHUTDOWN_TIMEOUT" => self.shutdown_timeout = dur(&v)?,
+                "HEADER_TIMEOUT" => self.header_timeout = dur(&v)?,
+                "BODY_TIMEOUT" => self.body_timeout = dur(&v)?,
+                "MAX_CONNECTIONS" => self.max_connections = num(&v)?,
+                "MAX_CONNECTIONS_PER_CLIENT" => self.max_connections_per_client = num(&v)?,
+                "METRICS_ADDR" => self.metrics.addr = Some(v).filter(|a| !a.is_empty()),
                 _ => return Err(Error::Config { where_: k.clone(), reason: "unknown variable".into() }),
             }
         }
@@ -444,6 +497,23 @@ impl Config {
         }
         if s3.connect_timeout.is_zero() || s3.request_timeout.is_zero() {
             return bad("storage.s3", "connect_timeout and request_timeout must be above zero".into());
+        }
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            let which = if self.header_timeout.is_zero() { "header_timeout" } else { "body_timeout" };
+            return bad(which, "must be above zero (a connection could otherwise stay open forever)".into());
+        }
+        if self.auth.token.expiry < MIN_TOKEN_EXPIRY {
+            return bad(
+                "auth.token.expiry",
+                format!(
+                    "{:?} is below the minimum of {}s (the token spec's shortest lifetime; clients treat shorter tokens as 60s)",
+                    self.auth.token.expiry,
+                    MIN_TOKEN_EXPIRY.as_secs()
+                ),
+            );
+        }
+        if self.metrics.addr.as_deref().is_some_and(|a| a == self.addr && !a.ends_with(":0")) {
+            return bad("metrics.addr", format!("{:?} is addr too; give /metrics an address of its own", self.addr));
         }
         if self.auth.mode != AuthMode::None && self.auth.htpasswd.is_none() {
             return bad("auth.htpasswd", "basic and token auth need an htpasswd file".into());
@@ -486,6 +556,40 @@ mod tests {
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
         assert!(parse_duration("5x").is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn limits_metrics_and_token_expiry() {
+        let c: Config = toml::from_str(
+            "header_timeout = \"5s\"\nbody_timeout = 90\nmax_connections = 10\nmax_connections_per_client = 0\n\
+             [metrics]\naddr = \"127.0.0.1:9090\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.header_timeout, c.body_timeout), (Duration::from_secs(5), Duration::from_secs(90)));
+        assert_eq!((c.max_connections, c.max_connections_per_client), (10, 0));
+        assert_eq!(c.metrics.addr.as_deref(), Some("127.0.0.1:9090"));
+        let d = Config::default();
+        assert_eq!((d.header_timeout, d.body_timeout), (DEFAULT_HEADER_TIMEOUT, DEFAULT_BODY_TIMEOUT));
+        assert!(d.metrics.addr.is_none(), "metrics stay behind auth unless an address is given");
+        let mut e = Config::default();
+        e.apply_env([
+            ("RBUILD_REGISTRY_HEADER_TIMEOUT".into(), "2s".into()),
+            ("RBUILD_REGISTRY_MAX_CONNECTIONS_PER_CLIENT".into(), "8".into()),
+            ("RBUILD_REGISTRY_METRICS_ADDR".into(), "127.0.0.1:0".into()),
+        ])
+        .unwrap();
+        assert_eq!((e.header_timeout, e.max_connections_per_client), (Duration::from_secs(2), 8));
+        assert!(e.apply_env([("RBUILD_REGISTRY_MAX_CONNECTIONS".into(), "lots".into())]).is_err());
+        let zero: Config = toml::from_str("body_timeout = 0\n").unwrap();
+        assert!(zero.validate().unwrap_err().to_string().contains("body_timeout"));
+        let same: Config = toml::from_str("addr = \"0.0.0.0:5000\"\n[metrics]\naddr = \"0.0.0.0:5000\"\n").unwrap();
+        assert!(same.validate().unwrap_err().to_string().contains("metrics.addr"));
+        let short: Config = toml::from_str("[auth.token]\nexpiry = \"59s\"\n").unwrap();
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.token.expiry") && err.contains("minimum of 60s"), "{err}");
+        let ok: Config = toml::from_str("[auth.token]\nexpiry = \"60s\"\n").unwrap();
+        ok.validate().unwrap();
     }
 
     #[test]

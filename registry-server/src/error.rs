@@ -53,28 +53,67 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// A file the server needs (htpasswd, TLS cert) that cannot be read.
-    #[error("{}: {source}", path.display())]
+    /// A file a setting names (htpasswd, token secret, data directory) that cannot be used.
+    /// The I/O error is part of the message, not a source, so it is printed once.
+    #[error("{setting} = {path:?}: {}", io_reason(io))]
     File {
+        /// The setting that names the file (`auth.htpasswd`, `root`…).
+        setting: &'static str,
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        io: std::io::Error,
     },
-    /// Binding or serving the listening socket failed.
-    #[error("listen on {addr}: {source}")]
+    /// The config file given with `--config` cannot be read.
+    #[error("config file {path:?}: {}", io_reason(io))]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        io: std::io::Error,
+    },
+    /// Binding or serving a listening socket failed.
+    #[error("listening on {addr}: {}", io_reason(io))]
     Listen {
         /// The address.
         addr: String,
         /// The underlying error.
-        source: std::io::Error,
+        io: std::io::Error,
     },
     /// TLS setup failed.
-    #[error("TLS: {0}")]
+    #[error("{0}")]
     Tls(String),
     /// Content that is not what it claims (digest mismatch, corrupt manifest).
     #[error(transparent)]
     Image(#[from] rbuild_image::Error),
+}
+
+/// An I/O error as a short phrase (`no such file`, `address already in use`), without the
+/// `(os error N)` suffix.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let fixed = match e.kind() {
+        K::NotFound => "no such file",
+        K::PermissionDenied => "permission denied",
+        K::AddrInUse => "address already in use",
+        K::AddrNotAvailable => "address not available on this machine",
+        K::IsADirectory => "is a directory, not a file",
+        K::NotADirectory => "a path component is not a directory",
+        _ => "",
+    };
+    if !fixed.is_empty() {
+        return fixed.to_string();
+    }
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => text,
+    }
 }
 
 impl Error {

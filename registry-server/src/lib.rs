@@ -27,6 +27,7 @@ pub mod cache;
 pub mod config;
 mod error;
 pub mod gc;
+pub mod limits;
 pub mod metrics;
 pub mod paths;
 pub mod registry;

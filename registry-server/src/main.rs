@@ -36,9 +36,17 @@ Environment variables:
   RBUILD_REGISTRY_GC_INTERVAL     online GC interval (30m, 24h…)
   RBUILD_REGISTRY_GC_GRACE        GC grace period (default 1h)
   RBUILD_REGISTRY_SHUTDOWN_TIMEOUT  graceful shutdown limit (default 30s)
+  RBUILD_REGISTRY_HEADER_TIMEOUT  limit for a request's headers and an idle connection (default 30s)
+  RBUILD_REGISTRY_BODY_TIMEOUT    limit for a request body sending nothing (default 60s)
+  RBUILD_REGISTRY_MAX_CONNECTIONS             connections at once (default 4096, 0 = no limit)
+  RBUILD_REGISTRY_MAX_CONNECTIONS_PER_CLIENT  from one IP address (default 256, 0 = no limit)
+  RBUILD_REGISTRY_METRICS_ADDR    serve /metrics on this address, without auth (default: on the
+                                  main address, behind auth)
 
-Endpoints besides /v2/: /token (token auth), /metrics (Prometheus), /healthz, /readyz.
-See README-registry.md for the config file keys.";
+Endpoints besides /v2/: /token (token auth), /metrics (Prometheus; behind auth unless
+metrics.addr is set), /healthz, /readyz. One log line per request at info
+(target rbuild_registry::access: client, method, path, status, bytes, time).
+See docs/registry-server.md for the config file keys.";
 
 #[derive(Parser)]
 #[command(name = "rbuild-registry", version, about = ABOUT, after_help = AFTER)]
@@ -71,7 +79,8 @@ enum Cmd {
         read_only: bool,
     },
     /// Garbage-collect blobs no tag, index or referrer reaches. Safe while the registry (any
-    /// number of replicas) keeps serving pushes; one collection runs at a time per storage.
+    /// number of replicas) keeps serving pushes: nothing needs stopping or --read-only. One
+    /// collection runs at a time per storage (--wait waits for a running one).
     Gc {
         #[command(flatten)]
         common: Common,
@@ -142,6 +151,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             cfg.read_only |= read_only;
             cfg.validate()?;
             init_logs(&cfg.log_level);
+            rbuild_registry_server::limits::raise_nofile_limit();
             rt.block_on(serve(cfg))?;
         }
         Cmd::Gc { common, dry_run, delete_untagged, grace, wait } => {

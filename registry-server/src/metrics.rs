@@ -13,6 +13,8 @@ pub struct Metrics {
     uploads_in_flight: AtomicI64,
     gc_runs: AtomicU64,
     gc_blobs_deleted: AtomicU64,
+    connections_open: AtomicI64,
+    connections_refused: AtomicU64,
 }
 
 /// Decrements the in-flight upload gauge when dropped.
@@ -47,6 +49,16 @@ impl Metrics {
         self.gc_blobs_deleted.fetch_add(blobs_deleted, Ordering::Relaxed);
     }
 
+    /// A connection was admitted (`opened`) or ended.
+    pub fn connection(&self, opened: bool) {
+        self.connections_open.fetch_add(if opened { 1 } else { -1 }, Ordering::Relaxed);
+    }
+
+    /// A connection over a cap was closed at once.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Uploads in flight now.
     pub fn uploads_in_flight(&self) -> i64 {
         self.uploads_in_flight.load(Ordering::Relaxed)
@@ -75,6 +87,18 @@ impl Metrics {
             "gauge",
             "Upload requests being received.",
             self.uploads_in_flight().to_string(),
+        );
+        gauge(
+            "rbuild_registry_connections_open",
+            "gauge",
+            "Client connections open.",
+            self.connections_open.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            "rbuild_registry_connections_refused_total",
+            "counter",
+            "Connections closed at once for being over max_connections or max_connections_per_client.",
+            self.connections_refused.load(Ordering::Relaxed).to_string(),
         );
         gauge(
             "rbuild_registry_gc_runs_total",

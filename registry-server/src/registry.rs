@@ -574,6 +574,15 @@ impl Registry {
                 } else if e.is_not_found() {
                     // A collection took the idle session between the client's requests.
                     AppError::new(ErrorCode::BlobUploadUnknown, format!("upload {id} not found in {name}"))
+                } else if let Error::Storage { source, .. } = &e
+                    && source.kind() == std::io::ErrorKind::TimedOut
+                {
+                    // The session keeps what arrived: the client asks for the Range and goes on.
+                    AppError::new(
+                        ErrorCode::BlobUploadInvalid,
+                        format!("upload {id}: {source}; continue from its Range"),
+                    )
+                    .with_status(http::StatusCode::REQUEST_TIMEOUT)
                 } else {
                     AppError::new(ErrorCode::BlobUploadInvalid, format!("upload {id}: {e}"))
                 })

@@ -45,7 +45,16 @@ pub struct AppState {
     pub tls: bool,
     /// With `[storage.s3] redirect`: the S3 driver that signs blob GET redirects.
     pub redirect: Option<Arc<S3Driver>>,
+    /// How long a request body may send nothing (`body_timeout`).
+    pub body_timeout: std::time::Duration,
+    /// `/metrics` has a listener of its own (`metrics.addr`), so the main one does not serve it.
+    pub metrics_elsewhere: bool,
 }
+
+/// The client's address, put in each request's extensions by the server (absent when the
+/// router is driven without a socket).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 impl AppState {
     /// State for `config`, on the storage driver it names.
@@ -78,27 +87,56 @@ impl AppState {
             delete_enabled: config.storage.delete_enabled,
             tls: config.tls.is_some(),
             redirect: None,
+            body_timeout: config.body_timeout,
+            metrics_elsewhere: config.metrics.addr.is_some(),
         })
     }
 }
 
-/// The router: `/v2/…`, `/token`, `/metrics`, `/healthz`, `/readyz`.
+/// The router: `/v2/…`, `/token`, `/metrics` (behind auth; absent with `metrics.addr`),
+/// `/healthz`, `/readyz`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch))
         .route("/token", get(token))
-        .route("/metrics", get(|State(s): State<AppState>| async move { base::metrics(&s).await }))
+        .route("/metrics", get(metrics_behind_auth))
         .route("/healthz", get(base::healthz))
         .route("/readyz", get(|State(s): State<AppState>| async move { base::readyz(&s).await }))
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
+/// The router of the `metrics.addr` listener: `/metrics` only, without auth.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(s): State<AppState>| async move { base::metrics(&s).await }))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn metrics_behind_auth(State(st): State<AppState>, req: Request) -> Response {
+    if st.metrics_elsewhere {
+        return AppError::new(ErrorCode::Unsupported, "/metrics is served on metrics.addr")
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
+    }
+    match st.auth.authorize_user(req.headers()) {
+        Ok(_) => base::metrics(&st).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Counts the request, bounds its body's idle time, and logs one line for it at info
+/// (client, method, path, status, bytes, milliseconds), as distribution does.
 async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0.to_string()).unwrap_or_else(|| "-".into());
+    let target = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, crate::limits::TimedBody::wrap(body, st.body_timeout));
     let method = req.method().clone();
     let _guard = (matches!(method, Method::POST | Method::PATCH | Method::PUT)
         && req.uri().path().contains("/blobs/uploads"))
@@ -118,10 +156,25 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     st.metrics.request(method.as_str(), resp.status().as_u16());
-    if let Some(n) = axum::body::HttpBody::size_hint(resp.body()).exact() {
+    // A streamed blob has no exact size hint, but its Content-Length says what it sends.
+    let bytes = if method == Method::HEAD {
+        Some(0)
+    } else {
+        axum::body::HttpBody::size_hint(resp.body())
+            .exact()
+            .or_else(|| resp.headers().get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok())
+    };
+    if let Some(n) = bytes {
         st.metrics.sent(n);
     }
     resp.headers_mut().insert(HEADER_API_VERSION, HeaderValue::from_static("registry/2.0"));
+    tracing::info!(
+        target: "rbuild_registry::access",
+        "{client} {method} {target} {} {} {:.1}ms",
+        resp.status().as_u16(),
+        bytes.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     resp
 }
 
@@ -247,9 +300,14 @@ pub fn query_get<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// A request body as a storage stream.
+/// A request body as a storage stream; a body timeout stays an `io::ErrorKind::TimedOut`.
 pub fn body_stream(body: Body) -> ByteStream {
-    Box::pin(body.into_data_stream().map(|r| r.map_err(std::io::Error::other)))
+    Box::pin(body.into_data_stream().map(|r| {
+        r.map_err(|e| match e.into_inner().downcast::<std::io::Error>() {
+            Ok(io) => *io,
+            Err(other) => std::io::Error::other(other),
+        })
+    }))
 }
 
 /// An empty response with a status and headers.
@@ -284,7 +342,7 @@ async fn handle(st: &AppState, req: Request) -> std::result::Result<Response, Ap
     let method = parts.method.clone();
     let headers = &parts.headers;
     let q = query_pairs(parts.uri.query());
-    st.auth.authorize(headers, st.tls, &route.need(&method))?;
+    let who = st.auth.authorize(headers, st.tls, &route.need(&method))?;
     let writes = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     if writes && st.read_only {
         return Err(AppError::new(
@@ -300,7 +358,7 @@ async fn handle(st: &AppState, req: Request) -> std::result::Result<Response, Ap
     let head = method == Method::HEAD;
     match (&route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok(base::version().await),
-        (Route::Catalog, &Method::GET) => catalog::list(st, &q).await,
+        (Route::Catalog, &Method::GET) => catalog::list(st, &who, &q).await,
         (Route::Tags(n), &Method::GET) => tags::list(st, n, &q).await,
         (Route::Referrers(n, d), &Method::GET) => referrers::list(st, n, d, &q).await,
         (Route::Manifest(n, r), &Method::GET | &Method::HEAD) => manifests::get(st, n, r, head).await,
@@ -308,7 +366,7 @@ async fn handle(st: &AppState, req: Request) -> std::result::Result<Response, Ap
         (Route::Manifest(n, r), &Method::DELETE) => manifests::delete(st, n, r).await,
         (Route::Blob(n, d), &Method::GET | &Method::HEAD) => blobs::get(st, n, d, headers, head).await,
         (Route::Blob(n, d), &Method::DELETE) => blobs::delete(st, n, d).await,
-        (Route::UploadStart(n), &Method::POST) => uploads::start(st, n, headers, &q, body).await,
+        (Route::UploadStart(n), &Method::POST) => uploads::start(st, &who, n, headers, &q, body).await,
         (Route::Upload(n, id), &Method::GET) => uploads::status(st, n, id).await,
         (Route::Upload(n, id), &Method::PATCH) => uploads::patch(st, n, id, headers, body).await,
         (Route::Upload(n, id), &Method::PUT) => uploads::put(st, n, id, headers, &q, body).await,

@@ -3,7 +3,7 @@
 
 use super::blobs::parse_digest;
 use super::{AppState, body_stream, empty, query_get};
-use crate::auth::{Action, Need};
+use crate::auth::{Action, Identity, Need};
 use crate::error::AppError;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -87,6 +87,7 @@ async fn size_or_unknown(st: &AppState, name: &str, id: &str) -> Result<u64, App
 /// `POST /v2/<name>/blobs/uploads/`.
 pub async fn start(
     st: &AppState,
+    who: &Identity,
     name: &str,
     headers: &HeaderMap,
     q: &[(String, String)],
@@ -94,16 +95,19 @@ pub async fn start(
 ) -> Result<Response, AppError> {
     if let Some(mount) = query_get(q, "mount") {
         let d = parse_digest(mount)?;
-        let from = query_get(q, "from").filter(|f| !f.is_empty());
-        let may_read_from = match from {
-            Some(f) => {
-                rbuild_image::reference::validate_repository(f).is_ok()
-                    && st.auth.authorize(headers, st.tls, &Need::Repo(f.to_string(), vec![Action::Pull])).is_ok()
-            }
-            None => true,
+        // Mount only from where the client may read; otherwise this is an ordinary upload
+        // start, so the answer tells nothing about where (or whether) the blob exists.
+        let source: Option<Option<&str>> = match query_get(q, "from").filter(|f| !f.is_empty()) {
+            Some(f) => (rbuild_image::reference::validate_repository(f).is_ok()
+                && st.auth.authorize(headers, st.tls, &Need::Repo(f.to_string(), vec![Action::Pull])).is_ok())
+            .then_some(Some(f)),
+            // No source named: searching every repository is only for those who may read them all.
+            None => st.auth.pulls_everywhere(who).then_some(None),
         };
-        if may_read_from && st.registry.mount(name, from, &d).await? {
-            return Ok(created(name, &d));
+        if let Some(from) = source {
+            if st.registry.mount(name, from, &d).await? {
+                return Ok(created(name, &d));
+            }
         }
     }
     let id = st.registry.upload_start(name).await?;

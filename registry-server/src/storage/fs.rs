@@ -30,7 +30,7 @@ impl FsDriver {
     /// A driver rooted at `root` (created when missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<FsDriver> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|source| Error::File { path: root.clone(), source })?;
+        fs::create_dir_all(&root).map_err(|io| Error::File { setting: "root", path: root.clone(), io })?;
         Ok(FsDriver { root, fsync: true })
     }
 
