@@ -215,6 +215,11 @@ fn add_of_a_sparse_file_keeps_its_holes() {
     let (size, blocks) = stat.trim().split_once(' ').unwrap();
     assert_eq!(size, (4u64 << 30).to_string());
     assert!(blocks.parse::<u64>().unwrap() < 256, "the RUN's file takes {blocks} blocks");
+    // The store's uncompressed layer blob spells the zeros out, and keeps them as holes.
+    for b in common::files_under(&e.root().join("blobs")) {
+        let m = std::fs::metadata(&b).unwrap();
+        assert!(m.blocks() < 64 << 11, "{} takes {} blocks for {} bytes", b.display(), m.blocks(), m.len());
+    }
     let mut f = std::fs::File::open(out.join("data/big.img")).unwrap();
     use std::io::{Read, Seek};
     f.seek(std::io::SeekFrom::Start(2 << 30)).unwrap();

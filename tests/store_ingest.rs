@@ -163,7 +163,8 @@ fn killed_pull(root: &Path, image: &str) -> u64 {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let have = loop {
-        if let Some((_, n)) = ingests(root).into_iter().find(|(n, s)| n.ends_with(".partial") && *s >= (FIRST / 2) as u64)
+        if let Some((_, n)) =
+            ingests(root).into_iter().find(|(n, s)| n.ends_with(".partial") && *s >= (FIRST / 2) as u64)
         {
             break n;
         }

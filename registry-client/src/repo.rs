@@ -354,11 +354,8 @@ impl Repository {
             Ok((w, hasher.map(|h| h.finish())))
         });
         let what = format!("blob {} of {}/{}", desc.digest, self.host.registry, self.name);
-        let received = if offset >= desc.size {
-            Ok(offset)
-        } else {
-            self.download_into(desc, &tx, progress, &what, offset).await
-        };
+        let received =
+            if offset >= desc.size { Ok(offset) } else { self.download_into(desc, &tx, progress, &what, offset).await };
         drop(tx);
         let joined = writer.await.map_err(|e| Error::Invalid(format!("writer task failed: {e}")))?;
         let received = received?;

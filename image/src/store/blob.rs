@@ -290,6 +290,12 @@ mod tests {
         w.flush().unwrap();
         w.abandon();
         assert_eq!(clean_stale_ingests(&l.tmp()).unwrap(), (1, 7));
-        assert!(std::fs::read_dir(l.tmp()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("ingest-")));
+        assert!(
+            std::fs::read_dir(l.tmp()).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ingest-"))
+        );
     }
 }
