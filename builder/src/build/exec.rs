@@ -348,14 +348,21 @@ impl Builder<'_> {
     /// ends, and `base` never changes. An overlay with a fresh upperdir over `base` where
     /// overlayfs mounts here, else a copy of `base`.
     fn throwaway(&self, base: &std::path::Path, scratch: &mut Scratch) -> Result<BindSource> {
-        let dir = self.tmp.path().join(format!("rw-{}", snapshot::unique()));
+        // Never inside `base` (a store kept in the context directory): overlayfs refuses an
+        // upperdir inside its lowerdir, and a copy would copy itself.
+        let tmp = std::env::temp_dir();
+        let parent = [self.tmp.path(), tmp.as_path()].into_iter().find(|p| !p.starts_with(base)).ok_or_else(|| {
+            Error::Invalid(format!(
+                "rw bind mount of {}: no scratch directory outside it (the store and TMPDIR are inside)",
+                base.display()
+            ))
+        })?;
+        let dir = parent.join(format!("rbuild-rw-{}-{}", std::process::id(), snapshot::unique()));
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         scratch.dirs.push(dir.clone());
         let text = base.to_string_lossy();
-        // Overlay options cannot carry these characters, and overlayfs refuses an upperdir
-        // inside its lowerdir.
-        let overlay_ok =
-            self.snapshotter()?.name() == "overlay" && !text.contains([',', ':', '\\']) && !dir.starts_with(base);
+        // Overlay options cannot carry these characters.
+        let overlay_ok = self.snapshotter()?.name() == "overlay" && !text.contains([',', ':', '\\']);
         if overlay_ok {
             let (upper, work) = (dir.join("upper"), dir.join("work"));
             for d in [&upper, &work] {
