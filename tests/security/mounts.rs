@@ -110,3 +110,33 @@ fn context_bind_hides_what_dockerignore_excludes() {
     assert!(!ok, "{err}");
     assert!(!err.contains("original"), "{err}");
 }
+
+/// #12.2 with the store kept inside the context directory (`--root ./.store`): the rw
+/// mount's scratch layer is made outside the context, and the checkout is left alone.
+#[test]
+fn rw_bind_of_a_context_that_holds_the_store() {
+    let e = Env::bare();
+    let ctx = context(
+        &e,
+        "FROM busybox\nRUN --mount=type=bind,target=/ctx,rw echo x > /ctx/secret.txt && touch /ctx/WRITTEN && ls /ctx/.store > /dev/null\n",
+        None,
+    );
+    let root = ctx.join(".store");
+    let rb = |args: &[&str]| {
+        std::process::Command::new(crate::common::RBUILD)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let tar = e.busybox_tar();
+    let o = rb(&["import", "--change", "CMD [\"sh\"]", tar.to_str().unwrap(), "busybox:latest"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = rb(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(ctx.join("secret.txt")).unwrap(), "original\n");
+    assert!(!ctx.join("WRITTEN").exists());
+}
