@@ -196,7 +196,7 @@ fn copy_entry(src: &Path, dst: &Path, links: &mut std::collections::HashMap<(u64
             links.insert((m.dev(), m.ino()), dst.to_path_buf());
         }
         if ft.is_file() {
-            std::fs::copy(src, dst).map_err(Error::io(dst))?;
+            copy_file(src, dst)?;
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
             let kind = if ft.is_char_device() {
                 libc::S_IFCHR
@@ -215,6 +215,79 @@ fn copy_entry(src: &Path, dst: &Path, links: &mut std::collections::HashMap<(u64
         }
     }
     copy_meta(dst, &m, src)
+}
+
+/// Copy a regular file's bytes into a new file `dst`, keeping its holes as holes: only
+/// the data extents (`SEEK_DATA`/`SEEK_HOLE`) are copied, in the kernel where it can
+/// (`copy_file_range`), and the length is set at the end. A 4 GiB sparse file stays a few
+/// blocks on disk instead of 4 GiB of zeros. Returns the length.
+pub fn copy_file(src: &Path, dst: &Path) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    let from = std::fs::File::open(src).map_err(Error::io(src))?;
+    let to = std::fs::OpenOptions::new().write(true).create_new(true).open(dst).map_err(Error::io(dst))?;
+    let len = from.metadata().map_err(Error::io(src))?.len();
+    let mut off: i64 = 0;
+    while (off as u64) < len {
+        // SAFETY: lseek on an fd we own.
+        let data = unsafe { libc::lseek(from.as_raw_fd(), off, libc::SEEK_DATA) };
+        if data < 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                // No data past `off`: the rest is a hole.
+                Some(libc::ENXIO) => break,
+                // No SEEK_DATA here: all of it is data.
+                _ => {
+                    copy_range(&from, &to, off, len as i64 - off).map_err(Error::io(dst))?;
+                    break;
+                }
+            }
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(from.as_raw_fd(), data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { len as i64 } else { hole.min(len as i64) };
+        copy_range(&from, &to, data, end - data).map_err(Error::io(dst))?;
+        off = end;
+    }
+    to.set_len(len).map_err(Error::io(dst))?;
+    Ok(len)
+}
+
+/// Copy `n` bytes at offset `at` of `from` to the same offset of `to`.
+fn copy_range(from: &std::fs::File, to: &std::fs::File, at: i64, n: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let (mut off_in, mut off_out, mut left) = (at, at, n);
+    while left > 0 {
+        // SAFETY: fds we own, offsets we own; no memory is shared with the kernel.
+        let r = unsafe {
+            libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, left as usize, 0)
+        };
+        if r > 0 {
+            left -= r as i64;
+            continue;
+        }
+        if r == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::EPERM) => break,
+            _ => return Err(e),
+        }
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let r = from.read_at(&mut buf[..want], off_in as u64)?;
+        if r == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        to.write_all_at(&buf[..r], off_out as u64)?;
+        off_in += r as i64;
+        off_out += r as i64;
+        left -= r as i64;
+    }
+    Ok(())
 }
 
 /// Give `dst` the owner, mode, times and xattrs of `src` (whose metadata is `m`).

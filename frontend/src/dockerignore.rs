@@ -119,21 +119,15 @@ impl Matcher {
         matched
     }
 
-    /// For walking the context: whether an ignored directory `dir` may still contain
-    /// files re-included by a `!` pattern (so the walker must descend into it).
-    /// Conservative: true unless no exception pattern can match below `dir`.
+    /// For walking the context: whether the walker must descend into the ignored
+    /// directory `dir` because files below it may be re-included. Docker's rule (moby's
+    /// archive walker, BuildKit's fsutil): only when an exception pattern, as written
+    /// (cleaned), starts with `dir/`. So `vendor` + `!vendor/keep/this` looks inside
+    /// `vendor`, but `volume/` + `!**/keep.txt` does not look inside `volume`.
     pub fn may_contain_included(&self, dir: &str) -> bool {
         let dir = clean(dir.trim_start_matches('/'));
         let dir_slash = format!("{dir}/");
-        self.patterns.iter().filter(|p| p.exclusion).any(|p| {
-            let lit: String = p.toks.iter().map_while(|t| if let Tok::Lit(c) = t { Some(*c) } else { None }).collect();
-            let all_lit = lit.chars().count() == p.toks.len();
-            if all_lit {
-                format!("{lit}/").starts_with(&dir_slash)
-            } else {
-                lit.starts_with(&dir_slash) || dir_slash.starts_with(&lit)
-            }
-        })
+        self.patterns.iter().filter(|p| p.exclusion).any(|p| format!("{}/", p.text).starts_with(&dir_slash))
     }
 }
 
@@ -380,5 +374,13 @@ mod tests {
         assert!(x.may_contain_included("vendor/keep"));
         assert!(!x.may_contain_included("vendor/other"));
         assert!(!m("vendor\n").may_contain_included("vendor"));
+        // Docker descends only where an exception starts with the directory's path.
+        let x = m("volume/\n!**/keep.txt\n");
+        assert!(!x.may_contain_included("volume"));
+        let x = m("**\n!folder1/file1\n");
+        assert!(x.may_contain_included("folder1"));
+        assert!(!x.may_contain_included("folder2"));
+        assert!(!x.may_contain_included("folder1/sub"));
+        assert!(m("a/*/c\n!a/*/c/keep\n").may_contain_included("a"));
     }
 }

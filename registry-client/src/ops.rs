@@ -382,15 +382,19 @@ impl Client {
 }
 
 /// Download one blob into the store: streamed to a temp file, verified by the store's
-/// commit (digest and size), resumed on dropped connections.
+/// commit (digest and size), resumed on dropped connections, and resumed from what an
+/// interrupted earlier pull (another process, killed) left in the store's `tmp/`.
 async fn fetch_into_store(
     repo: &Repository,
     store: &Store,
     d: &Descriptor,
     progress: &Arc<dyn Progress>,
 ) -> Result<()> {
-    let w = store.ingest_with(d.digest.algorithm())?;
-    let w = repo.fetch_blob(d, w, false, progress).await?;
+    let (w, have) = store.ingest_resumable(&d.digest, d.size)?;
+    if have > 0 {
+        tracing::info!("blob {}: resuming an interrupted download at byte {have} of {}", d.digest, d.size);
+    }
+    let w = repo.fetch_blob_from(d, w, have, false, progress).await?;
     let (digest, size) = (d.digest.clone(), d.size);
     let registry = repo.registry().to_string();
     let what = format!("blob {} of {}", d.digest, repo.name());

@@ -319,6 +319,26 @@ impl Repository {
         verify: bool,
         progress: &Arc<dyn Progress>,
     ) -> Result<W> {
+        self.fetch_blob_from(desc, w, 0, verify, progress).await
+    }
+
+    /// [`Repository::fetch_blob`] of what follows the first `offset` bytes, which `w`
+    /// already holds (an interrupted download's, kept in the store): a `Range` request from
+    /// there. With an offset, only `w` can verify the digest (`verify` must be off).
+    pub async fn fetch_blob_from<W: Write + Send + 'static>(
+        &self,
+        desc: &Descriptor,
+        w: W,
+        offset: u64,
+        verify: bool,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<W> {
+        if verify && offset > 0 {
+            return Err(Error::Invalid(format!(
+                "blob {}: a resumed download is verified by its writer, not here",
+                desc.digest
+            )));
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let alg = desc.digest.algorithm();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(W, Option<Digest>)> {
@@ -334,7 +354,8 @@ impl Repository {
             Ok((w, hasher.map(|h| h.finish())))
         });
         let what = format!("blob {} of {}/{}", desc.digest, self.host.registry, self.name);
-        let received = self.download_into(desc, &tx, progress, &what).await;
+        let received =
+            if offset >= desc.size { Ok(offset) } else { self.download_into(desc, &tx, progress, &what, offset).await };
         drop(tx);
         let joined = writer.await.map_err(|e| Error::Invalid(format!("writer task failed: {e}")))?;
         let received = received?;
@@ -366,9 +387,10 @@ impl Repository {
         tx: &tokio::sync::mpsc::Sender<Bytes>,
         progress: &Arc<dyn Progress>,
         what: &str,
+        offset: u64,
     ) -> Result<u64> {
         let max = self.client.options().max_tries;
-        let mut received = 0u64;
+        let mut received = offset;
         let mut failures = 0u32;
         let mut buf = BytesMut::with_capacity(256 * 1024);
         let ev = |kind| Event { digest: desc.digest.clone(), size: desc.size, kind };

@@ -80,6 +80,13 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
             if args.dry_run { "would be dropped" } else { "dropped" }
         );
     }
+    if report.stale_ingests > 0 {
+        println!(
+            "Removed {} interrupted downloads and writes ({})",
+            report.stale_ingests,
+            super::images::human_size(report.stale_ingest_bytes)
+        );
+    }
     println!(
         "Total reclaimed space: {}{} ({} blobs, {} kept)",
         super::images::human_size(report.freed_bytes),

@@ -16,6 +16,9 @@ pub struct Context {
     ignore: Option<Matcher>,
     _tmp: Option<tempfile::TempDir>,
     entries: OnceLock<Result<BTreeMap<String, PathBuf>, String>>,
+    /// Whether `.dockerignore` kept anything of the directory out (set by the walk).
+    excludes_any: std::sync::atomic::AtomicBool,
+    mount_tree: OnceLock<Result<PathBuf, String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -35,7 +38,14 @@ impl Context {
             Some(t) => Some(Matcher::parse(&t).map_err(|e| Error::Context(format!(".dockerignore: {e}")))?),
             None => None,
         };
-        Ok(Context { root, ignore, _tmp: None, entries: OnceLock::new() })
+        Ok(Context {
+            root,
+            ignore,
+            _tmp: None,
+            entries: OnceLock::new(),
+            excludes_any: Default::default(),
+            mount_tree: OnceLock::new(),
+        })
     }
 
     /// A context sent as a tar (plain, gzip or zstd) on `input`: extracted into a temp
@@ -72,20 +82,44 @@ impl Context {
         r.as_ref().map_err(|e| Error::Context(e.clone()))
     }
 
+    /// The tree a `RUN --mount=type=bind` of the context shows: the context directory
+    /// itself when `.dockerignore` excludes nothing, else (made once per build, under
+    /// `tmp`) a tree of what it keeps, as BuildKit's filtered context source: files are
+    /// hard links to the context's (copies across filesystems), directories keep their
+    /// mode, owner and mtime. Nothing mounted from here is ever written through: read-only
+    /// mounts are read-only, rw ones get a throwaway layer on top.
+    pub fn mount_tree(&self, tmp: &Path) -> Result<PathBuf> {
+        let entries = self.entries()?;
+        if !self.excludes_any.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(self.root.clone());
+        }
+        let r = self.mount_tree.get_or_init(|| {
+            let dir = tmp.join(format!("context-view-{}", std::process::id()));
+            link_tree(entries, &dir).map(|_| dir).map_err(|e| e.to_string())
+        });
+        r.clone().map_err(Error::Context)
+    }
+
     fn walk(&self) -> Result<BTreeMap<String, PathBuf>> {
         let mut out = BTreeMap::new();
         out.insert(String::new(), self.root.clone());
         let root = self.root.clone();
         let ignore = self.ignore.clone();
+        let pruned = std::cell::Cell::new(false);
         let it =
             walkdir::WalkDir::new(&root).follow_links(false).min_depth(1).sort_by_file_name().into_iter().filter_entry(
                 |e| {
                     let Some(m) = &ignore else { return true };
                     let Ok(rel) = e.path().strip_prefix(&root) else { return true };
                     let rel = rel.to_string_lossy();
-                    !(e.file_type().is_dir() && m.matches(&rel) && !m.may_contain_included(&rel))
+                    let skip = e.file_type().is_dir() && m.matches(&rel) && !m.may_contain_included(&rel);
+                    if skip {
+                        pruned.set(true);
+                    }
+                    !skip
                 },
             );
+        let mut excluded = false;
         for ent in it {
             let ent = ent.map_err(|e| Error::Context(format!("walking {}: {e}", root.display())))?;
             let rel = ent.path().strip_prefix(&root).expect("under root");
@@ -93,12 +127,58 @@ impl Context {
                 return Err(Error::Context(format!("{}: file name is not UTF-8", ent.path().display())));
             };
             if self.is_ignored(rel) {
+                excluded = true;
                 continue;
+            }
+            // A file re-included below an excluded directory brings that directory (and
+            // any excluded one between) along as it is in the context, mode, owner and
+            // mtime, as BuildKit's walker sends such parents when a child passes.
+            let mut cut = rel.len();
+            while let Some(i) = rel[..cut].rfind('/') {
+                let parent = &rel[..i];
+                if out.contains_key(parent) {
+                    break;
+                }
+                out.insert(parent.to_string(), root.join(parent));
+                cut = i;
             }
             out.insert(rel.to_string(), ent.into_path());
         }
+        self.excludes_any.store(excluded || pruned.get(), std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
+}
+
+/// Lay out `entries` (relative path -> host path, parents first) under `dir`: files (and
+/// symlinks, devices…) as hard links, or copies when linking fails (another filesystem);
+/// directories made with their source's mode, owner and times, set after their content.
+fn link_tree(entries: &BTreeMap<String, PathBuf>, dir: &Path) -> Result<()> {
+    let mut dirs = Vec::new();
+    for (rel, src) in entries {
+        let dst = if rel.is_empty() { dir.to_path_buf() } else { dir.join(rel) };
+        let md = std::fs::symlink_metadata(src).map_err(Error::io(src))?;
+        if md.is_dir() {
+            std::fs::create_dir(&dst).map_err(Error::io(&dst))?;
+            dirs.push((dst, src, md));
+            continue;
+        }
+        if std::fs::hard_link(src, &dst).is_ok() {
+            continue;
+        }
+        if md.file_type().is_symlink() {
+            let t = std::fs::read_link(src).map_err(Error::io(src))?;
+            std::os::unix::fs::symlink(&t, &dst).map_err(Error::io(&dst))?;
+            crate::util::copy_meta(&dst, &md, src)?;
+        } else if md.is_file() {
+            crate::util::copy_file(src, &dst)?;
+            crate::util::copy_meta(&dst, &md, src)?;
+        }
+        // A device, fifo or socket that cannot be linked is left out: nothing to read.
+    }
+    for (dst, src, md) in dirs.iter().rev() {
+        crate::util::copy_meta(dst, md, src)?;
+    }
+    Ok(())
 }
 
 /// What the stat cache knows a file by: if none of these changed, neither did the content.

@@ -200,24 +200,24 @@ impl Builder<'_> {
             env.push(format!("{k}={v}"));
         }
         let mut mounts = Vec::new();
+        let mut scratch = Scratch { dirs: Vec::new(), root: self.store.root().to_path_buf() };
         for m in &e.mounts {
             let readonly = m.readonly;
             match m.kind {
                 MountType::Bind => {
                     let subpath = m.source.clone().unwrap_or_else(|| "/".into());
-                    let source = match &m.from {
-                        None | Some(SourceRef::Context) => BindSource::Host(self.ctx.root().to_path_buf()),
-                        Some(SourceRef::Stage { index, .. }) => {
-                            BindSource::Host(self.materialize(&self.stage_state(*index)?)?)
-                        }
+                    let base = match &m.from {
+                        None | Some(SourceRef::Context) => self.ctx.mount_tree(self.tmp.path())?,
+                        Some(SourceRef::Stage { index, .. }) => self.materialize(&self.stage_state(*index)?)?,
                         Some(SourceRef::Image { reference }) => {
-                            BindSource::Host(self.materialize(&state_of_image(&self.resolver.base(reference)?))?)
+                            self.materialize(&state_of_image(&self.resolver.base(reference)?))?
                         }
                     };
+                    let source = if readonly { BindSource::Host(base) } else { self.throwaway(&base, &mut scratch)? };
                     mounts.push(MountSpec::Bind { source, subpath, target: m.target.clone(), readonly });
                 }
                 MountType::Cache => mounts.push(MountSpec::Cache {
-                    id: m.id.clone().unwrap_or_else(|| m.target.clone()),
+                    id: cache_identity(m.id.as_deref().unwrap_or(&m.target), m.uid, m.gid, m.mode),
                     target: m.target.clone(),
                     sharing: match m.sharing {
                         Some(Sharing::Private) => CacheSharing::Private,
@@ -348,6 +348,50 @@ impl Builder<'_> {
         Ok(Some((changes, diff_ids)))
     }
 
+    /// What an rw bind mount of `base` (the context's tree, a stage's) writes to: as in
+    /// BuildKit, the writes land in a layer of their own that is thrown away when the step
+    /// ends, and `base` never changes. An overlay with a fresh upperdir over `base` where
+    /// overlayfs mounts here, else a copy of `base`.
+    fn throwaway(&self, base: &std::path::Path, scratch: &mut Scratch) -> Result<BindSource> {
+        // Never inside `base` (a store kept in the context directory): overlayfs refuses an
+        // upperdir inside its lowerdir, and a copy would copy itself.
+        let tmp = std::env::temp_dir();
+        let parent = [self.tmp.path(), tmp.as_path()].into_iter().find(|p| !p.starts_with(base)).ok_or_else(|| {
+            Error::Invalid(format!(
+                "rw bind mount of {}: no scratch directory outside it (the store and TMPDIR are inside)",
+                base.display()
+            ))
+        })?;
+        let dir = parent.join(format!("rbuild-rw-{}-{}", std::process::id(), snapshot::unique()));
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        scratch.dirs.push(dir.clone());
+        let text = base.to_string_lossy();
+        // Overlay options cannot carry these characters.
+        let overlay_ok = self.snapshotter()?.name() == "overlay" && !text.contains([',', ':', '\\']);
+        if overlay_ok {
+            let (upper, work) = (dir.join("upper"), dir.join("work"));
+            for d in [&upper, &work] {
+                std::fs::create_dir(d).map_err(Error::io(d))?;
+            }
+            let mut options = vec![
+                format!("lowerdir={text}"),
+                format!("upperdir={}", upper.display()),
+                format!("workdir={}", work.display()),
+            ];
+            if !nix::unistd::geteuid().is_root() {
+                options.push("userxattr".into());
+            }
+            return Ok(BindSource::Snapshot(vec![snapshot::Mount {
+                fstype: "overlay".into(),
+                source: "overlay".into(),
+                options,
+            }]));
+        }
+        let copy = dir.join("tree");
+        crate::sandbox::copy_store_tree(self.store.root(), base, &copy)?;
+        Ok(BindSource::Host(copy))
+    }
+
     /// A directory copied up only because the sandbox put a mount point in it (`/etc` for
     /// `/etc/hosts`) and otherwise unchanged stays out of the layer. Owners are compared
     /// as the layers record them: a change's own (mapped back from the user namespace when
@@ -396,6 +440,24 @@ impl Builder<'_> {
             out.push(c);
         }
         Ok(out)
+    }
+}
+
+/// The throwaway directories of a step's rw bind mounts: removed when the step ends,
+/// however it ends (rootless, through the user namespace when the command left files of
+/// subordinate ids).
+struct Scratch {
+    dirs: Vec<std::path::PathBuf>,
+    root: std::path::PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            if let Err(e) = crate::sandbox::remove_store_tree(&self.root, d) {
+                tracing::debug!("removing {}: {e}", d.display());
+            }
+        }
     }
 }
 
@@ -468,6 +530,17 @@ impl std::io::Read for ChanReader {
         self.pos += n;
         Ok(n)
     }
+}
+
+/// The identity of a cache mount's directory. As in BuildKit, a mount that gives
+/// `uid`, `gid` or `mode` starts from a directory made with them, and that base is part
+/// of the cache's key: `id=x,uid=10` and `id=x` are two caches, while `sharing` (how
+/// users take turns) is not part of it.
+fn cache_identity(id: &str, uid: Option<u32>, gid: Option<u32>, mode: Option<u32>) -> String {
+    if uid.is_none() && gid.is_none() && mode.is_none() {
+        return id.to_string();
+    }
+    format!("{id}:uid={},gid={},mode={:o}", uid.unwrap_or(0), gid.unwrap_or(0), mode.unwrap_or(0o755))
 }
 
 fn secret_bytes(id: &str, s: &SecretSource) -> Result<Vec<u8>> {

@@ -610,15 +610,10 @@ impl<'a> Builder<'a> {
         let mut cur = String::new();
         for comp in real.split('/') {
             cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
+            // Every directory WORKDIR creates belongs to the USER, the missing parents too
+            // (BuildKit's mkdir with parents chowns each one it makes).
             if !v.resolve(&cur, true).1.is_some_and(|m| m.is_dir()) {
-                let own = if cur == real { (uid, gid) } else { (0, 0) };
-                changes.push(Change::Dir(DirEntry {
-                    path: cur.clone(),
-                    mode: 0o755,
-                    uid: own.0,
-                    gid: own.1,
-                    mtime: None,
-                }));
+                changes.push(Change::Dir(DirEntry { path: cur.clone(), mode: 0o755, uid, gid, mtime: None }));
             }
         }
         self.finish_layer(changes, parent, rootfs_later)

@@ -17,7 +17,7 @@ use super::sys::{self, cstr};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::{CStr, CString};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -334,6 +334,15 @@ fn clean(raw: &[u8], entry: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 /// An error message from the tar parser, which may quote garbage: printable and short.
+/// Reads of zeros at least this long become holes rather than writes.
+const HOLE_MIN: usize = 4096;
+
+fn is_zero(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    words.by_ref().all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
+        && words.remainder().iter().all(|&x| x == 0)
+}
+
 fn tidy(e: &io::Error) -> String {
     let s: String = e.to_string().chars().map(|c| if c.is_control() || c == '\u{fffd}' { '?' } else { c }).collect();
     if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s }
@@ -597,9 +606,14 @@ impl Applier {
         pos: u64,
         path: &[u8],
     ) -> Result<()> {
+        use std::os::unix::fs::FileExt;
         let want = ent.header().entry_size().unwrap_or(0);
         let size = ent.size();
         let mut done = 0u64;
+        // Zeros are not written: a run of them (a GNU sparse entry's holes, which the tar
+        // reader expands, or plain zero blocks) stays a hole in the new file, so a 4 GiB
+        // sparse file costs a few blocks on disk, not 4 GiB.
+        let mut written = 0u64;
         loop {
             let n = match ent.read(&mut self.buf) {
                 Ok(0) => break,
@@ -607,8 +621,27 @@ impl Applier {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::CorruptLayer(format!("entry {name:?} at offset {pos}: {e}"))),
             };
-            out.write_all(&self.buf[..n]).map_err(|e| Error::Io { path: self.root.host_path(path), source: e })?;
+            let chunk = &self.buf[..n];
+            // Runs of non-zero blocks are written, zero blocks skipped.
+            let mut i = 0;
+            while i < n {
+                let block = |j: usize| &chunk[j..(j + HOLE_MIN).min(n)];
+                if block(i).len() == HOLE_MIN && is_zero(block(i)) {
+                    i += HOLE_MIN;
+                    continue;
+                }
+                let start = i;
+                while i < n && !(block(i).len() == HOLE_MIN && is_zero(block(i))) {
+                    i = (i + HOLE_MIN).min(n);
+                }
+                out.write_all_at(&chunk[start..i], done + start as u64)
+                    .map_err(|e| Error::Io { path: self.root.host_path(path), source: e })?;
+                written = done + i as u64;
+            }
             done += n as u64;
+        }
+        if written < done {
+            out.set_len(done).map_err(|e| Error::Io { path: self.root.host_path(path), source: e })?;
         }
         if done != size {
             return Err(Error::CorruptLayer(format!(

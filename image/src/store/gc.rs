@@ -36,6 +36,10 @@ pub struct GcReport {
     pub kept: usize,
     /// Stale temp files removed (left by killed processes).
     pub stale_tmp_files: usize,
+    /// Ingest files removed because no live process held them (interrupted loads, pulls).
+    pub stale_ingests: usize,
+    /// Their bytes.
+    pub stale_ingest_bytes: u64,
     /// Gc root files removed (with [`GcOptions::ignore_roots`]).
     pub roots_removed: usize,
     /// True when nothing was actually removed.
@@ -197,6 +201,11 @@ pub(crate) fn run(store: &Store, opts: GcOptions) -> Result<GcReport> {
         report.removed.push((d, size));
     }
     if !opts.dry_run {
+        // Ingests no live writer holds: what killed loads, pulls and builds left (an
+        // interrupted pull's partial download included), whatever their age.
+        let (n, bytes) = super::blob::clean_stale_ingests(&layout.tmp())?;
+        report.stale_ingests = n;
+        report.stale_ingest_bytes = bytes;
         report.stale_tmp_files = clean_stale_tmp(&layout.tmp(), STALE_TMP_AGE)?.0;
     }
     Ok(report)

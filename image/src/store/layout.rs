@@ -5,7 +5,8 @@
 //!   oci-layout            {"imageLayoutVersion":"1.0.0"}
 //!   index.json            an OCI index: one manifest descriptor per tag
 //!   blobs/<alg>/<hex>     content, named by its digest, written once, never changed
-//!   tmp/                  ingests in progress (same filesystem as blobs/, so rename is atomic)
+//!   tmp/                  ingests in progress (same filesystem as blobs/, so rename is atomic),
+//!                         each flock'd by its writer; ingest-<alg>-<hex>.partial: a download to resume
 //!   gcroots/*.json        JSON arrays of descriptors that gc must keep (build cache pins)
 //!   index.lock            flock: index.json read-modify-write, and gc
 //!   lease.lock            flock: shared while a process writes blobs, exclusive during gc
@@ -106,7 +107,10 @@ pub(crate) fn clean_stale_tmp(tmp_dir: &Path, max_age: std::time::Duration) -> R
     for entry in rd.flatten() {
         let Ok(meta) = entry.metadata() else { continue };
         let old = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > max_age);
-        if old && meta.is_file() && std::fs::remove_file(entry.path()).is_ok() {
+        // An ingest whose writer is alive holds its flock, however long it has been idle.
+        let held = entry.file_name().to_string_lossy().starts_with("ingest-")
+            && File::open(entry.path()).is_ok_and(|f| !super::lock::try_lock(&f).unwrap_or(false));
+        if old && !held && meta.is_file() && std::fs::remove_file(entry.path()).is_ok() {
             removed.0 += 1;
             removed.1 += meta.len();
         }

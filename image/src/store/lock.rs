@@ -73,3 +73,15 @@ pub(crate) fn exclusive_lease(path: &Path, wait: bool) -> Result<Option<LockGuar
         Err((_, errno)) => Err(Error::Io { path: path.to_path_buf(), source: std::io::Error::from(errno) }),
     }
 }
+
+/// Take `f`'s exclusive flock without waiting; false when another open file holds it (in
+/// this process or another). Held until `f` is closed.
+pub(crate) fn try_lock(f: &File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an fd the caller owns; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(false) } else { Err(e) }
+}

@@ -175,6 +175,14 @@ impl Store {
         BlobWriter::new(self.layout.clone(), alg)
     }
 
+    /// Start (or go on with) the download of blob `digest` of `size` bytes: a writer, and
+    /// how many bytes of it an interrupted earlier download left (fetch from there). See
+    /// [`BlobWriter`].
+    pub fn ingest_resumable(&self, digest: &Digest, size: u64) -> Result<(BlobWriter, u64)> {
+        lock::ensure_lease(&self.layout.lease_lock())?;
+        BlobWriter::resume(self.layout.clone(), digest, size)
+    }
+
     /// Give up this process's write lease early (long-running processes, once what they
     /// wrote is tagged or pinned by a gc root), so gc elsewhere need not wait for exit.
     pub fn release_lease(&self) {
