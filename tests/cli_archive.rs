@@ -61,7 +61,12 @@ fn save_oci_names_the_tag_as_docker_does_and_peers_find_it() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["Digest"], digest.as_str());
     let bundle = e.path("bundle");
-    peer(Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:1", layout.display())).arg(&bundle));
+    peer(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:1", layout.display()))
+            .arg(&bundle),
+    );
     assert_eq!(std::fs::read(bundle.join("rootfs/bin/busybox")).unwrap(), std::fs::read("/bin/busybox").unwrap());
 
     // And rbuild reads its own archive back under the full name.
@@ -108,10 +113,12 @@ fn images_an_archive_does_not_name_are_kept_untagged_and_addressable() {
     );
     // And a layout with no name at all.
     let unnamed_dir = e.path("unnamed");
-    peer(Command::new("skopeo").arg("copy").arg(format!("oci-archive:{}:latest", saved.display())).arg(format!(
-        "oci:{}",
-        unnamed_dir.display()
-    )));
+    peer(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci-archive:{}:latest", saved.display()))
+            .arg(format!("oci:{}", unnamed_dir.display())),
+    );
     let idx = index_of(&unnamed_dir);
     assert!(idx["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].is_null(), "{idx}");
     let unnamed = e.path("unnamed.tar");

@@ -26,7 +26,12 @@ fn from_lines_show_the_resolved_image_and_counters_never_skip() {
     let (err, _) = e.build(&["-t", "out:1", &ctx]);
     assert!(err.contains(&format!("[build 1/2] FROM docker.io/library/busybox:latest@{digest}")), "{err}");
     assert!(!err.contains("${BASE}"), "{err}");
-    for want in ["[build 2/2] RUN echo one", "[runtime 1/3] RUN echo two", "[runtime 2/3] WORKDIR /w", "[runtime 3/3] RUN echo three"] {
+    for want in [
+        "[build 2/2] RUN echo one",
+        "[runtime 1/3] RUN echo two",
+        "[runtime 2/3] WORKDIR /w",
+        "[runtime 3/3] RUN echo three",
+    ] {
         assert!(err.contains(want), "{want:?} missing:\n{err}");
     }
     // Each line once.

@@ -237,15 +237,12 @@ fn save_oci_is_read_by_skopeo_and_umoci() {
     ok(&root, &["save", "--format", "oci", "-o", archive.to_str().unwrap(), "busybox"]);
 
     let out = run_peer(
-        Command::new(&skopeo)
-            .args(["inspect", "--raw"])
-            .arg(format!("oci-archive:{}:latest", archive.display())),
+        Command::new(&skopeo).args(["inspect", "--raw"]).arg(format!("oci-archive:{}:latest", archive.display())),
     );
     let raw_path = fx.path("skopeo-raw");
     std::fs::write(&raw_path, &out).unwrap();
     assert_eq!(sha256_file(&raw_path), info["ManifestDigest"].as_str().unwrap(), "skopeo sees the same manifest");
-    let out =
-        run_peer(Command::new(&skopeo).arg("inspect").arg(format!("oci-archive:{}:latest", archive.display())));
+    let out = run_peer(Command::new(&skopeo).arg("inspect").arg(format!("oci-archive:{}:latest", archive.display())));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["Digest"], info["ManifestDigest"]);
     assert_eq!(v["Layers"], serde_json::json!([info["Manifest"]["layers"][0]["digest"]]));

@@ -68,12 +68,9 @@ impl ClientOptions {
             ..ClientOptions::default()
         };
         if let Ok(v) = std::env::var("RBUILD_MAX_TRIES") {
-            opts.max_tries = v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| Error::Invalid(format!("RBUILD_MAX_TRIES={v:?}: expected a whole number of tries, 1 or more")))?;
+            opts.max_tries = v.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::Invalid(format!("RBUILD_MAX_TRIES={v:?}: expected a whole number of tries, 1 or more"))
+            })?;
         }
         Ok(opts)
     }

@@ -8,6 +8,8 @@ pub mod build;
 pub mod check;
 pub mod completion;
 pub mod copy;
+#[cfg(test)]
+mod docs_check;
 pub mod global;
 pub mod images;
 pub mod import;

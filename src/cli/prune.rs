@@ -63,12 +63,8 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         }
     }
     // Untagged images go too, as with `docker image prune`.
-    let mut opts = rbuild_image::store::GcOptions {
-        dry_run: args.dry_run,
-        ignore_roots: args.all,
-        no_wait: true,
-        untagged: true,
-    };
+    let mut opts =
+        rbuild_image::store::GcOptions { dry_run: args.dry_run, ignore_roots: args.all, no_wait: true, untagged: true };
     let mut report = store.gc_with(opts)?;
     if report.deferred {
         eprintln!("waiting for other rbuild processes writing to the store to finish…");

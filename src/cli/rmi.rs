@@ -71,7 +71,8 @@ fn remove_one(store: &Store, root: &std::path::Path, name: &str, force: bool) ->
             if let Some(d) = store.lookup_tag(&r)? {
                 let img = store.load_image(&d, Some(r.clone())).ok();
                 let others = store.list_images()?.into_iter().filter(|(o, e)| {
-                    e.digest == d.digest && o.as_ref().is_none_or(|o| o.clone().with_default_tag() != r.clone().with_default_tag())
+                    e.digest == d.digest
+                        && o.as_ref().is_none_or(|o| o.clone().with_default_tag() != r.clone().with_default_tag())
                 });
                 if others.count() == 0 {
                     if let Some(img) = &img {

@@ -6,7 +6,7 @@
 use super::Error;
 use super::progress::Progress;
 use super::resolver::{Resolver, SeenResolver};
-use rbuild_frontend::{Diagnostic, LowerOptions, Location, Severity};
+use rbuild_frontend::{Diagnostic, Location, LowerOptions, Severity};
 
 /// rbuild's own notes that a build has already acted on: a base image that did not
 /// resolve has failed the build by now, or belongs to a stage the build skips.
@@ -48,6 +48,9 @@ pub fn report(
     for d in &errors {
         msg.push_str(&d.render(text));
     }
-    msg.push_str(&format!("lint violations found for rules: {} (the Dockerfile sets check=error=true)", rules.join(", ")));
+    msg.push_str(&format!(
+        "lint violations found for rules: {} (the Dockerfile sets check=error=true)",
+        rules.join(", ")
+    ));
     Err(Error::Frontend(msg))
 }

@@ -307,8 +307,10 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
         req.push || req.outputs.iter().any(|o| o.push || matches!(o.kind, OutputKind::Oci | OutputKind::Docker));
     let compression = req.compression.unwrap_or(if leaves { Compression::Gzip } else { Compression::None });
     let raw = export::write_image(&builder, &state.layers, &cfg, compression, req.compression_level)?;
-    progress
-        .note(n, &format!("writing image {} done", raw.as_image().map(|m| m.config.digest.to_string()).unwrap_or_default()));
+    progress.note(
+        n,
+        &format!("writing image {} done", raw.as_image().map(|m| m.config.digest.to_string()).unwrap_or_default()),
+    );
     let desc = raw.descriptor();
     let mut tags = req.tags.clone();
     for o in &req.outputs {
