@@ -52,3 +52,16 @@ pub fn render_error(e: &anyhow::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::use_color;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_color(true, None));
+        assert!(use_color(true, Some("".as_ref())));
+        assert!(!use_color(true, Some("1".as_ref())));
+        assert!(!use_color(false, None));
+    }
+}
