@@ -31,9 +31,11 @@ pub fn report(
     resolver: &Resolver,
     progress: &Progress,
 ) -> Result<(), Error> {
+    // Rule findings only: an error without a rule comes from lowering every stage, and the
+    // build's own lowering (of the stages it needs) has already passed.
     let diags: Vec<Diagnostic> = rbuild_frontend::check(text, name, opts, &SeenResolver(resolver))
         .into_iter()
-        .filter(|d| d.rule.as_deref().is_none_or(|r| !BUILD_SKIPS.contains(&r)))
+        .filter(|d| d.rule.as_deref().is_some_and(|r| !BUILD_SKIPS.contains(&r)))
         .collect();
     let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.severity == Severity::Error).collect();
     for d in diags.iter().filter(|d| d.severity == Severity::Warning) {
