@@ -37,8 +37,25 @@ fn ensure_subid(file: &str, line: &str) {
     std::fs::write(file, format!("{text}{sep}{line}\n")).unwrap();
 }
 
-/// The test user's name and gid (created when missing, with a range of 65536 ids).
+/// An exclusive flock on a file shared by every test process of the machine, so that tests
+/// (threads of one binary, or several binaries at once: builder/tests/rootless.rs makes the
+/// same user) set up the user one at a time. Held while the returned file is open.
+fn machine_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let open = |p: PathBuf| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(p);
+    let f = open("/run/lock/rbuild-test-user.lock".into())
+        .or_else(|_| open(std::env::temp_dir().join("rbuild-test-user.lock")))
+        .unwrap();
+    // SAFETY: flock on a descriptor we own; each open() is its own lock holder.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock");
+    f
+}
+
+/// The test user's name and gid (created when missing, with a range of 65536 ids). On a
+/// fresh machine several tests get here at once: the user and its ranges are made under a
+/// machine-wide lock, and checked again once it is held.
 fn test_user() -> (String, u32) {
+    let _lock = machine_lock();
     let id = |flag: &str| Command::new("id").args([flag, &UID.to_string()]).output().unwrap();
     if !id("-un").status.success() {
         let o = Command::new("useradd")

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rbuild");
-const BUSYBOX_REF: &str = "docker.io/library/busybox:latest";
 
 fn rbuild(root: &Path, args: &[&str]) -> Output {
     Command::new(BIN).arg("--root").arg(root).args(args).output().expect("run rbuild")
@@ -238,15 +237,12 @@ fn save_oci_is_read_by_skopeo_and_umoci() {
     ok(&root, &["save", "--format", "oci", "-o", archive.to_str().unwrap(), "busybox"]);
 
     let out = run_peer(
-        Command::new(&skopeo)
-            .args(["inspect", "--raw"])
-            .arg(format!("oci-archive:{}:{BUSYBOX_REF}", archive.display())),
+        Command::new(&skopeo).args(["inspect", "--raw"]).arg(format!("oci-archive:{}:latest", archive.display())),
     );
     let raw_path = fx.path("skopeo-raw");
     std::fs::write(&raw_path, &out).unwrap();
     assert_eq!(sha256_file(&raw_path), info["ManifestDigest"].as_str().unwrap(), "skopeo sees the same manifest");
-    let out =
-        run_peer(Command::new(&skopeo).arg("inspect").arg(format!("oci-archive:{}:{BUSYBOX_REF}", archive.display())));
+    let out = run_peer(Command::new(&skopeo).arg("inspect").arg(format!("oci-archive:{}:latest", archive.display())));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["Digest"], info["ManifestDigest"]);
     assert_eq!(v["Layers"], serde_json::json!([info["Manifest"]["layers"][0]["digest"]]));
@@ -258,7 +254,7 @@ fn save_oci_is_read_by_skopeo_and_umoci() {
     run_peer(
         Command::new(&umoci)
             .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:{BUSYBOX_REF}", layout.display()))
+            .arg(format!("{}:latest", layout.display()))
             .arg(&bundle),
     );
     let bb = bundle.join("rootfs/bin/busybox");
@@ -330,7 +326,7 @@ fn save_docker_is_read_by_skopeo() {
     );
     assert!(oci_dir.join("index.json").is_file());
     // The OCI layout alone in the same file is readable too.
-    run_peer(Command::new(&skopeo).arg("inspect").arg(format!("oci-archive:{}:{BUSYBOX_REF}", archive.display())));
+    run_peer(Command::new(&skopeo).arg("inspect").arg(format!("oci-archive:{}:latest", archive.display())));
 }
 
 #[test]
@@ -373,7 +369,7 @@ fn load_gives_back_identical_digests() {
     run_peer(
         Command::new(&skopeo)
             .arg("copy")
-            .arg(format!("oci-archive:{}:{BUSYBOX_REF}", fx.path("oci.tar").display()))
+            .arg(format!("oci-archive:{}:latest", fx.path("oci.tar").display()))
             .arg(format!("docker-archive:{}:busybox:fromskopeo", sk.display())),
     );
     let other = fx.path("from-skopeo");

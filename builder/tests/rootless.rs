@@ -137,6 +137,18 @@ fn helper_subuid(root: &std::path::Path) -> i32 {
 }
 
 /// Add `line`'s user to an /etc/subuid-format file unless it has a range there already.
+/// An exclusive flock on the file every test process that sets up the test user shares.
+fn machine_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let open = |p: std::path::PathBuf| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(p);
+    let f = open("/run/lock/rbuild-test-user.lock".into())
+        .or_else(|_| open(std::env::temp_dir().join("rbuild-test-user.lock")))
+        .unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock");
+    f
+}
+
 fn ensure_subid(file: &str, line: &str) {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let user = line.split(':').next().unwrap();
@@ -156,7 +168,11 @@ fn runs_a_non_root_user_with_subordinate_ids() {
     for tool in ["/usr/bin/setpriv", "/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
         assert!(std::path::Path::new(tool).exists(), "{tool} is missing (apt-get install util-linux uidmap)");
     }
-    // The test user: by uid, whatever its name; made when missing.
+    // The test user: by uid, whatever its name; made when missing. tests/rootless_cli.rs
+    // makes the same user: on a fresh machine both may get here at once, so the user and
+    // its ranges are made under one machine-wide lock (the same file) and checked again
+    // once it is held.
+    let _lock = machine_lock();
     let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(SUB_UID)).unwrap() {
         Some(u) => u.name,
         None => {

@@ -46,7 +46,7 @@ fn the_store_itself_is_an_oci_layout_umoci_and_skopeo_read() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["Digest"], i.manifest.digest().to_string());
 
-    // And a saved archive, unpacked by umoci.
+    // And a saved archive, unpacked by umoci: archives name the tag, as docker's do.
     let archive = dir.path().join("motd.tar");
     save_to_path(&store, &[store.resolve("motd").unwrap()], ArchiveFormat::Oci, &archive).unwrap();
     let layout = dir.path().join("layout");
@@ -55,7 +55,7 @@ fn the_store_itself_is_an_oci_layout_umoci_and_skopeo_read() {
     peer(
         Command::new("umoci")
             .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:{name}", layout.display()))
+            .arg(format!("{}:latest", layout.display()))
             .arg(&bundle),
     );
     assert_eq!(std::fs::read(bundle.join("rootfs/etc/motd")).unwrap(), b"hello\n");

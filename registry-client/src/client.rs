@@ -5,7 +5,7 @@
 
 use crate::auth::{self, Challenge, Token, TokenResponse};
 use crate::credentials::{Credential, DockerConfig};
-use crate::error::{Error, Result, is_retryable_status};
+use crate::error::{Error, Result, Sent, is_retryable_status};
 use crate::registries::{RegistriesConfig, is_loopback};
 use base64::Engine as _;
 use rbuild_image::distribution::ErrorBody;
@@ -58,13 +58,21 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
-    /// Defaults plus the user's registries.toml and docker config.json.
+    /// Defaults plus the user's registries.toml, docker config.json and
+    /// `RBUILD_MAX_TRIES` (tries per request), so that every command that talks to a
+    /// registry (pull, push, build…) behaves alike.
     pub fn from_environment() -> Result<ClientOptions> {
-        Ok(ClientOptions {
+        let mut opts = ClientOptions {
             registries: RegistriesConfig::load_default()?,
             docker_config: Some(DockerConfig::load_default()?),
             ..ClientOptions::default()
-        })
+        };
+        if let Ok(v) = std::env::var("RBUILD_MAX_TRIES") {
+            opts.max_tries = v.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::Invalid(format!("RBUILD_MAX_TRIES={v:?}: expected a whole number of tries, 1 or more"))
+            })?;
+        }
+        Ok(opts)
     }
 }
 
@@ -388,6 +396,7 @@ impl Client {
                     registry: h.registry.clone(),
                     what: format!("a token for {}", if scopes.is_empty() { "login".into() } else { scopes.join(" ") }),
                     detail: detail_of(&body),
+                    sent: if cred.is_some() { Sent::Saved } else { Sent::Nothing },
                 });
             }
             Err(Error::Http {
@@ -419,6 +428,7 @@ impl Client {
                         registry: registry.into(),
                         what: "login".into(),
                         detail: detail_of(&body),
+                        sent: Sent::Login,
                     });
                 }
                 Ok(None)
@@ -449,6 +459,7 @@ impl Client {
                         registry: registry.into(),
                         what: "login".into(),
                         detail: detail_of(&body),
+                        sent: Sent::Login,
                     });
                 }
                 let tr: Option<TokenResponse> = serde_json::from_str(&body).ok();
@@ -563,7 +574,15 @@ impl Client {
         });
         let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
         match status {
-            401 => Error::Unauthorized { registry: h.registry.clone(), what: format!("{method} {path}"), detail },
+            401 => {
+                let saved = self.credential(&h.registry).ok().flatten().is_some();
+                Error::Unauthorized {
+                    registry: h.registry.clone(),
+                    what: format!("{method} {path}"),
+                    detail,
+                    sent: if saved { Sent::Saved } else { Sent::Nothing },
+                }
+            }
             _ => Error::Http {
                 registry: h.registry.clone(),
                 method: method.into(),

@@ -7,11 +7,37 @@ use std::path::PathBuf;
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Which credentials a refused request carried: the message says what happened and what to
+/// do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// None: nothing is saved for the registry.
+    Nothing,
+    /// Saved ones (docker's config.json).
+    Saved,
+    /// The ones `rbuild login` is checking.
+    Login,
+}
+
+impl Sent {
+    fn explain(&self, registry: &str, what: &str, detail: &str) -> String {
+        match self {
+            Sent::Nothing => format!(
+                "{registry} wants credentials for {what} and none are saved for it{detail}; run `rbuild login {registry}`"
+            ),
+            Sent::Saved => format!(
+                "{registry} rejected the saved credentials for {what}{detail}; run `rbuild login {registry}` to replace them"
+            ),
+            Sent::Login => format!("{registry} rejected the username or password{detail}"),
+        }
+    }
+}
+
 /// Everything that can go wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// 401 with no (or wrong) credentials.
-    #[error("unauthorized: {registry} refused the credentials for {what}{detail}; run `rbuild login {registry}`")]
+    /// 401: no credentials were sent, or the ones sent were wrong.
+    #[error("unauthorized: {}", sent.explain(registry, what, detail))]
     Unauthorized {
         /// The registry as written in references.
         registry: String,
@@ -19,6 +45,8 @@ pub enum Error {
         what: String,
         /// The registry's message, with a leading ": ", or empty.
         detail: String,
+        /// Which credentials went with the request.
+        sent: Sent,
     },
     /// 403: authenticated, but not allowed.
     #[error("denied: {registry} does not let these credentials {action} {repository}{detail}")]
@@ -77,6 +105,14 @@ pub enum Error {
         code: String,
         /// The message with a leading ": ", or empty.
         message: String,
+    },
+    /// The host name does not resolve: trying again will not help.
+    #[error("cannot resolve {host}: {detail} (is the name right, and is this machine online?)")]
+    Dns {
+        /// host:port.
+        host: String,
+        /// What the resolver said.
+        detail: String,
     },
     /// Nobody listens on the port.
     #[error("cannot connect to {host}: connection refused (is the registry running, and on that port?)")]
@@ -242,6 +278,9 @@ impl Error {
             return Error::ConnectionRefused { host };
         }
         let lower = chain.to_ascii_lowercase();
+        if lower.contains("dns error") || lower.contains("failed to lookup address") {
+            return Error::Dns { host, detail: chain };
+        }
         if e.is_connect()
             && (lower.contains("certificate") || lower.contains("tls") || lower.contains("invalidcontenttype"))
         {

@@ -33,7 +33,7 @@ pub mod sources;
 
 pub use client::{Client, ClientOptions};
 pub use credentials::{Credential, DockerConfig};
-pub use error::{Error, Result, is_retryable_status};
+pub use error::{Error, Result, Sent, is_retryable_status};
 pub use ops::{Pulled, Pushed, RemoteSource, Resolved, select_platform};
 pub use progress::{Event, EventKind, Progress};
 pub use registries::RegistriesConfig;

@@ -271,13 +271,9 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         std::fs::write(p, serde_json::to_vec_pretty(&m)?)
             .map_err(|e| anyhow::anyhow!("--metadata-file {}: {e}", p.display()))?;
     }
+    // The progress output already said "writing image …" and "naming to …", once each.
     if req.progress == ProgressMode::Quiet {
         println!("{}", built.image_id);
-    } else if !progress.is_live() {
-        eprintln!("writing image {} done", built.image_id);
-        for t in &built.tags {
-            eprintln!("naming to {t} done");
-        }
     }
     Ok(0)
 }

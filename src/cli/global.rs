@@ -21,8 +21,16 @@ impl Global {
     }
 }
 
+/// Colour only for a person at a terminal: never into a pipe, a file or a CI log, and
+/// never when `NO_COLOR` is set (to anything but the empty string, per no-color.org).
+pub fn use_color(stream_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stream_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    let ansi = use_color(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let level = match verbose {
         0 => "warn",
         1 => "debug",
@@ -30,7 +38,7 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 /// An error and its causes on one line each, the way people read them.
@@ -43,4 +51,17 @@ pub fn render_error(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_color;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_color(true, None));
+        assert!(use_color(true, Some("".as_ref())));
+        assert!(!use_color(true, Some("1".as_ref())));
+        assert!(!use_color(false, None));
+    }
 }

@@ -14,9 +14,58 @@ pub struct Args {
     /// Don't truncate image IDs.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show all images (accepted for docker compatibility: untagged images are always
+    /// listed, as `<none>`, and there are no intermediate images to add).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only images that match: `dangling=true|false` (untagged or not),
+    /// `reference=NAME[:TAG]`, `label=KEY[=VALUE]`; repeatable, all must match.
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
     /// Only images of this repository (and tag).
     #[arg(value_name = "REPOSITORY[:TAG]")]
-    pub filter: Option<String>,
+    pub repository: Option<String>,
+}
+
+/// One `--filter`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Filter {
+    Dangling(bool),
+    Reference(String),
+    Label(String, Option<String>),
+}
+
+fn parse_filter(s: &str) -> anyhow::Result<Filter> {
+    let Some((k, v)) = s.split_once('=') else {
+        anyhow::bail!("--filter {s:?}: expected KEY=VALUE (dangling, reference or label)");
+    };
+    Ok(match k {
+        "dangling" => match v {
+            "true" | "1" => Filter::Dangling(true),
+            "false" | "0" => Filter::Dangling(false),
+            _ => anyhow::bail!("--filter {s:?}: dangling is true or false"),
+        },
+        "reference" => {
+            Reference::parse(v).map_err(|e| anyhow::anyhow!("--filter {s:?}: {e}"))?;
+            Filter::Reference(v.to_string())
+        }
+        "label" => match v.split_once('=') {
+            Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
+            None => Filter::Label(v.to_string(), None),
+        },
+        _ => anyhow::bail!("--filter {s:?}: unknown filter {k:?} (dangling, reference or label)"),
+    })
+}
+
+fn passes(f: &Filter, r: Option<&Reference>, img: &rbuild_image::store::Image) -> bool {
+    match f {
+        Filter::Dangling(d) => r.is_none() == *d,
+        Filter::Reference(p) => r.is_some_and(|r| matches_filter(r, p)),
+        Filter::Label(k, v) => {
+            let have = img.config.config.as_ref().and_then(|c| c.labels.get(k));
+            have.is_some_and(|have| v.as_ref().is_none_or(|want| want == have))
+        }
+    }
 }
 
 /// Sizes as docker prints them: decimal units, three significant digits (`4.23MB`).
@@ -96,9 +145,10 @@ fn matches_filter(r: &Reference, filter: &str) -> bool {
 
 /// Run `rbuild images`.
 pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
-    if let Some(f) = &args.filter {
+    if let Some(f) = &args.repository {
         Reference::parse(f)?;
     }
+    let filters = args.filters.iter().map(|f| parse_filter(f)).collect::<anyhow::Result<Vec<_>>>()?;
     let store = g.store()?;
     let mut rows = vec![];
     let mut header = vec!["REPOSITORY".to_string(), "TAG".into()];
@@ -108,17 +158,21 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     header.extend(["IMAGE ID".to_string(), "CREATED".into(), "SIZE".into()]);
     rows.push(header);
     let mut seen_ids = Vec::new();
-    for (r, d) in store.list_tags()? {
-        if args.filter.as_deref().is_some_and(|f| !matches_filter(&r, f)) {
+    for (r, d) in store.list_images()? {
+        if args.repository.as_deref().is_some_and(|f| r.as_ref().is_none_or(|r| !matches_filter(r, f))) {
             continue;
         }
-        let img = match store.load_image(&d, Some(r.clone())) {
+        let img = match store.load_image(&d, r.clone()) {
             Ok(i) => i,
             Err(e) => {
-                tracing::warn!("{}: {e}", r.familiar());
+                let what = r.as_ref().map(|r| r.familiar()).unwrap_or_else(|| d.digest.to_string());
+                tracing::warn!("{what}: {e}");
                 continue;
             }
         };
+        if !filters.iter().all(|f| passes(f, r.as_ref(), &img)) {
+            continue;
+        }
         let id = if args.no_trunc { img.config_digest.to_string() } else { img.config_digest.short().to_string() };
         if args.quiet {
             if !seen_ids.contains(&id) {
@@ -127,7 +181,10 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
             }
             continue;
         }
-        let mut row = vec![r.familiar_name(), r.tag().unwrap_or("<none>").to_string()];
+        let mut row = match &r {
+            Some(r) => vec![r.familiar_name(), r.tag().unwrap_or("<none>").to_string()],
+            None => vec!["<none>".to_string(), "<none>".to_string()],
+        };
         if args.digests {
             row.push(d.digest.to_string());
         }

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod check;
+pub mod completion;
 pub mod copy;
+#[cfg(test)]
+mod docs_check;
 pub mod global;
 pub mod images;
 pub mod import;
@@ -14,6 +17,7 @@ pub mod inspect;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod man;
 pub mod prune;
 pub mod pull;
 pub mod push;
@@ -50,9 +54,9 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Give an image another name.
     Tag(tag::Args),
-    /// Remove image names (and what only they reach).
+    /// Remove images: a tag, or an image by ID with its tags (and the blobs only it used).
     Rmi(rmi::Args),
-    /// Remove blobs no tag reaches.
+    /// Remove untagged images and the blobs no image reaches.
     Prune(prune::Args),
     /// Write images to an OCI or docker-archive tar.
     Save(save::Args),
@@ -72,37 +76,104 @@ pub enum Command {
     Logout(logout::Args),
     /// Run a command in a new container from an image.
     Run(run::Args),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(completion::Args),
+    /// Print a man page, or write them all with --dir.
+    Man(man::Args),
 }
 
-/// Words that are subcommands; anything else in first position means `build`.
-const SUBCOMMANDS: &[&str] = &[
-    "build", "check", "images", "inspect", "tag", "rmi", "prune", "save", "load", "import", "pull", "push", "copy",
-    "login", "logout", "run", "help",
-];
+/// What the first word after the global flags makes of the command line.
+#[derive(Debug, PartialEq, Eq)]
+enum FirstWord {
+    /// A subcommand, a help/version flag, or nothing: clap parses the line as it is.
+    AsIs,
+    /// `rbuild [FLAGS] CONTEXT`: `build` goes in at this position.
+    ImplicitBuild(usize),
+    /// A word that is neither a subcommand nor a build context.
+    Unknown(String),
+}
 
-/// `rbuild -t app .` is `rbuild build -t app .`: insert `build` when the first word after
-/// the global flags is neither a subcommand nor a flag that stands alone.
-fn with_implicit_build(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+/// Does `word` name a build context: an existing path, `-` (a tar on stdin) or a URL?
+fn is_context(word: &str) -> bool {
+    word == "-"
+        || std::path::Path::new(word).exists()
+        || ["http://", "https://", "git://", "git@", "ssh://"].iter().any(|p| word.starts_with(p))
+}
+
+/// `rbuild -t app .` is `rbuild build -t app .`: a flag, or a word that names a build
+/// context, where a subcommand would be means `build`. Any other word is an unknown command
+/// (never a context to read a Dockerfile from).
+fn classify(argv: &[std::ffi::OsString], subcommands: &[String]) -> FirstWord {
     let mut i = 1;
     while i < argv.len() {
-        let a = argv[i].to_string_lossy().into_owned();
-        match a.as_str() {
+        let a = argv[i].to_string_lossy();
+        match a.as_ref() {
             "--root" => i += 2,
             s if s.starts_with("--root=") || s == "-D" || s == "-DD" || s == "--debug" || s == "--verbose" => i += 1,
-            "-h" | "--help" | "-V" | "--version" => return argv,
-            s if SUBCOMMANDS.contains(&s) => return argv,
-            _ => {
-                argv.insert(i, "build".into());
-                return argv;
-            }
+            "-h" | "--help" | "-V" | "--version" => return FirstWord::AsIs,
+            s if subcommands.iter().any(|c| c == s) => return FirstWord::AsIs,
+            s if s.starts_with('-') && s != "-" => return FirstWord::ImplicitBuild(i),
+            s if is_context(s) => return FirstWord::ImplicitBuild(i),
+            s => return FirstWord::Unknown(s.to_string()),
         }
     }
-    argv
+    FirstWord::AsIs
+}
+
+/// Edit distance between two short words (for "did you mean").
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The message for an unknown first word, with the closest subcommand when one is close.
+fn unknown_command(word: &str, subcommands: &[String]) -> String {
+    let best = subcommands
+        .iter()
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, c)| *d <= 1.max((c.len() + 1) / 3))
+        .min_by_key(|(d, _)| *d);
+    let hint = match best {
+        Some((_, c)) => format!("did you mean {c}?"),
+        None => "see 'rbuild --help'".to_string(),
+    };
+    // Not a path either (an existing directory would have been built).
+    format!("unknown command '{word}': {hint}")
+}
+
+/// Every subcommand name and alias, from the command definition itself.
+fn subcommand_names() -> Vec<String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out: Vec<String> = vec!["help".to_string()];
+    for c in cmd.get_subcommands() {
+        out.push(c.get_name().to_string());
+        out.extend(c.get_all_aliases().map(str::to_string));
+    }
+    out
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
-    let argv = with_implicit_build(std::env::args_os().collect());
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let subcommands = subcommand_names();
+    match classify(&argv, &subcommands) {
+        FirstWord::AsIs => {}
+        FirstWord::ImplicitBuild(i) => argv.insert(i, "build".into()),
+        FirstWord::Unknown(word) => {
+            eprintln!("error: {}", unknown_command(&word, &subcommands));
+            return ExitCode::from(2);
+        }
+    }
     let cli = Cli::parse_from(argv);
     global::init_logging(cli.verbose);
     let g = global::Global::new(cli.root.clone());
@@ -123,6 +194,8 @@ pub fn main() -> ExitCode {
         Command::Login(a) => login::run(a, &g),
         Command::Logout(a) => logout::run(a, &g),
         Command::Run(a) => run::run(a, &g),
+        Command::Completion(a) => completion::run(a),
+        Command::Man(a) => man::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -137,19 +210,29 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn words(v: &[&str]) -> Vec<String> {
-        with_implicit_build(v.iter().map(|s| s.into()).collect())
-            .into_iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect()
+    fn first(v: &[&str]) -> FirstWord {
+        let argv: Vec<std::ffi::OsString> = v.iter().map(|s| s.into()).collect();
+        classify(&argv, &subcommand_names())
     }
 
     #[test]
-    fn bare_flags_mean_build() {
-        assert_eq!(words(&["rbuild", "-t", "app", "."]), ["rbuild", "build", "-t", "app", "."]);
-        assert_eq!(words(&["rbuild", "--root", "/x", "."]), ["rbuild", "--root", "/x", "build", "."]);
-        assert_eq!(words(&["rbuild", "images"]), ["rbuild", "images"]);
-        assert_eq!(words(&["rbuild", "--help"]), ["rbuild", "--help"]);
-        assert_eq!(words(&["rbuild"]), ["rbuild"]);
+    fn bare_flags_and_contexts_mean_build() {
+        assert_eq!(first(&["rbuild", "-t", "app", "."]), FirstWord::ImplicitBuild(1));
+        assert_eq!(first(&["rbuild", "--root", "/x", "."]), FirstWord::ImplicitBuild(3));
+        assert_eq!(first(&["rbuild", "-"]), FirstWord::ImplicitBuild(1));
+        assert_eq!(first(&["rbuild", "https://example.invalid/repo.git"]), FirstWord::ImplicitBuild(1));
+        assert_eq!(first(&["rbuild", "images"]), FirstWord::AsIs);
+        assert_eq!(first(&["rbuild", "--help"]), FirstWord::AsIs);
+        assert_eq!(first(&["rbuild"]), FirstWord::AsIs);
+    }
+
+    #[test]
+    fn other_words_are_unknown_commands() {
+        assert_eq!(first(&["rbuild", "ps"]), FirstWord::Unknown("ps".into()));
+        assert_eq!(first(&["rbuild", "-D", "imags"]), FirstWord::Unknown("imags".into()));
+        let names = subcommand_names();
+        assert!(unknown_command("imags", &names).contains("did you mean images?"));
+        assert!(unknown_command("biuld", &names).contains("did you mean build?"));
+        assert!(!unknown_command("ps", &names).contains("did you mean"));
     }
 }

@@ -1,5 +1,5 @@
-//! `rbuild prune`: remove the blobs no tag reaches, unused snapshots, and (with `--cache`)
-//! build cache entries.
+//! `rbuild prune`: remove untagged images, the blobs no tag reaches, unused snapshots, and
+//! (with `--cache`) build cache entries.
 
 use std::collections::HashSet;
 
@@ -62,7 +62,9 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
             println!("Removed {} unused snapshots", snaps.removed.len());
         }
     }
-    let mut opts = rbuild_image::store::GcOptions { dry_run: args.dry_run, ignore_roots: args.all, no_wait: true };
+    // Untagged images go too, as with `docker image prune`.
+    let mut opts =
+        rbuild_image::store::GcOptions { dry_run: args.dry_run, ignore_roots: args.all, no_wait: true, untagged: true };
     let mut report = store.gc_with(opts)?;
     if report.deferred {
         eprintln!("waiting for other rbuild processes writing to the store to finish…");
@@ -70,6 +72,9 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         report = store.gc_with(opts)?;
     }
     let verb = if args.dry_run { "Would remove" } else { "Deleted" };
+    for d in &report.untagged_removed {
+        println!("{} untagged image: {d}", if args.dry_run { "Would remove" } else { "Removed" });
+    }
     for (d, size) in &report.removed {
         println!("{verb}: {d} ({})", super::images::human_size(*size));
     }

@@ -19,9 +19,6 @@ pub struct TlsFlags {
 pub(super) fn client(tls: &TlsFlags) -> anyhow::Result<Client> {
     let mut opts = ClientOptions::from_environment()?;
     opts.tls_verify = tls.tls_verify && !tls.insecure;
-    if let Some(n) = std::env::var("RBUILD_MAX_TRIES").ok().and_then(|v| v.parse().ok()) {
-        opts.max_tries = n;
-    }
     Ok(Client::new(opts)?)
 }
 

@@ -101,6 +101,9 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         anyhow::bail!("the input device is not a TTY (drop -t, or run from a terminal)");
     }
     let store = g.store()?;
+    if let Err(rbuild_image::Error::NotFound(what)) = store.resolve(&opts.image) {
+        anyhow::bail!("{what} not found in the local store: run 'rbuild pull {}' first", opts.image);
+    }
     let sandbox = Sandbox::new(&g.root)?;
     Ok(run_container(&store, &opts, &sandbox)?)
 }

@@ -23,6 +23,7 @@ mod error;
 mod exec;
 pub mod export;
 pub mod glob;
+pub mod lints;
 pub mod progress;
 pub mod resolver;
 pub mod solver;
@@ -251,9 +252,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
     };
     let fr = resolver::FrontendResolver(&resolver);
     let lowered = rbuild_frontend::lower(&ast, &opts, &fr).map_err(|e| Error::Frontend(e.render(&text)))?;
-    for w in &lowered.warnings {
-        progress.message(&format!("WARNING: {}", w.headline()));
-    }
+    lints::report(&text, &dockerfile_name, &opts, &resolver, &progress)?;
     let graph = lowered.graph;
     if req.dry_run {
         return Ok(Built {
@@ -308,8 +307,10 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
         req.push || req.outputs.iter().any(|o| o.push || matches!(o.kind, OutputKind::Oci | OutputKind::Docker));
     let compression = req.compression.unwrap_or(if leaves { Compression::Gzip } else { Compression::None });
     let raw = export::write_image(&builder, &state.layers, &cfg, compression, req.compression_level)?;
-    progress
-        .note(n, &format!("writing image {}", raw.as_image().map(|m| m.config.digest.to_string()).unwrap_or_default()));
+    progress.note(
+        n,
+        &format!("writing image {} done", raw.as_image().map(|m| m.config.digest.to_string()).unwrap_or_default()),
+    );
     let desc = raw.descriptor();
     let mut tags = req.tags.clone();
     for o in &req.outputs {
@@ -328,7 +329,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
     if to_store {
         for t in &tags {
             store.tag(t, &desc)?;
-            progress.note(n, &format!("naming to {t}"));
+            progress.note(n, &format!("naming to {t} done"));
             written_tags.push(t.clone());
         }
     }

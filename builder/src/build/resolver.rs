@@ -115,6 +115,11 @@ impl Resolver {
         &self.remote
     }
 
+    /// What an earlier [`Resolver::base`] found for `image_ref`, without looking again.
+    pub fn seen(&self, image_ref: &str) -> Option<std::result::Result<BaseImage, String>> {
+        self.seen.lock().expect("lock").get(image_ref).cloned()
+    }
+
     /// Find `image_ref` (the store first unless `--pull`, then its registry).
     pub fn base(&self, image_ref: &str) -> Result<BaseImage> {
         if let Some(r) = self.seen.lock().expect("lock").get(image_ref) {
@@ -148,7 +153,7 @@ impl Resolver {
             }
         }
         let client = self.remote.client()?;
-        let what = format!("resolving base image {image_ref}");
+        let what = resolving(image_ref);
         let res = self
             .remote
             .block_on(client.resolve(&reference, &self.platform))?
@@ -226,13 +231,37 @@ impl Resolver {
     }
 }
 
+/// The context a failed base-image lookup carries.
+fn resolving(image_ref: &str) -> String {
+    format!("resolving base image {image_ref}")
+}
+
 /// The frontend's view of [`Resolver`].
 pub struct FrontendResolver<'a>(pub &'a Resolver);
 
 impl ImageResolver for FrontendResolver<'_> {
     fn resolve(&self, image_ref: &str, _platform: &str) -> Result<Option<BaseImageInfo>, String> {
-        let b = self.0.base(image_ref).map_err(|e| e.to_string())?;
+        // The frontend says "resolving base image X" itself: hand it the cause alone (a
+        // failure seen before comes back from the cache as text, so trim the text).
+        let b = self.0.base(image_ref).map_err(|e| {
+            let msg = e.to_string();
+            let context = format!("{}: ", resolving(image_ref));
+            msg.strip_prefix(&context).map(str::to_string).unwrap_or(msg)
+        })?;
         Ok(Some(info_of(&b.config, b.manifest.digest())))
+    }
+}
+
+/// The frontend's view of what [`Resolver`] already found: images it did not look up are
+/// unknown, never fetched (linting must not reach the network for stages a build skips).
+pub struct SeenResolver<'a>(pub &'a Resolver);
+
+impl ImageResolver for SeenResolver<'_> {
+    fn resolve(&self, image_ref: &str, _platform: &str) -> Result<Option<BaseImageInfo>, String> {
+        match self.0.seen(image_ref) {
+            Some(Ok(b)) => Ok(Some(info_of(&b.config, b.manifest.digest()))),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -182,13 +182,17 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `[stage i/n] desc`, where i and n count the steps that show a line of their own
+    /// (FROM an image, WORKDIR, COPY, RUN…; not ENV, CMD or FROM a stage), as BuildKit
+    /// counts them: numbers never skip.
     fn label(&self, stage: &Stage, i: usize, desc: &str) -> String {
-        let n = stage.steps.len();
+        let n = stage.steps.iter().filter(|s| shows_a_line(s)).count();
+        let at = stage.steps[..=i].iter().filter(|s| shows_a_line(s)).count();
         if self.graph.stages.len() > 1 {
             let name = stage.name.clone().unwrap_or_else(|| format!("stage-{}", stage.index));
-            format!("[{name} {}/{n}] {desc}", i + 1)
+            format!("[{name} {at}/{n}] {desc}")
         } else {
-            format!("[{}/{n}] {desc}", i + 1)
+            format!("[{at}/{n}] {desc}")
         }
     }
 
@@ -203,9 +207,9 @@ impl<'a> Builder<'a> {
             }
             let label = self.label(stage, i, &step.description);
             let next = match (&step.op, &state) {
-                (Op::Source(src), _) => {
-                    self.source(src, &label).map_err(|e| e.at_step(step.span, &step.description))?
-                }
+                (Op::Source(src), _) => self
+                    .source(src, &|desc: &str| self.label(stage, i, desc))
+                    .map_err(|e| e.at_step(step.span, &step.description))?,
                 (_, Some(parent)) => self.step(stage, step, parent, &label)?,
                 (_, None) => return Err(Error::Invalid("a stage must start with its source".into())),
             };
@@ -214,7 +218,8 @@ impl<'a> Builder<'a> {
         state.ok_or_else(|| Error::Invalid(format!("stage {} has no steps", stage.index)))
     }
 
-    fn source(&self, src: &SourceOp, label: &str) -> Result<State> {
+    /// The state a stage starts from; `label` makes the step's line from what it shows.
+    fn source(&self, src: &SourceOp, label: &dyn Fn(&str) -> String) -> Result<State> {
         match src {
             SourceOp::Scratch => {
                 Ok(State { key: key_of(&[b"scratch"]), layers: Vec::new(), history: Vec::new(), base_config: None })
@@ -235,7 +240,12 @@ impl<'a> Builder<'a> {
                 if let Some(n) = n {
                     self.progress.done(n);
                 }
-                let n = self.progress.start(&format!("{label}@{}", b.manifest.digest()));
+                // The image as resolved, not the Dockerfile's text (`${BASE} AS build`).
+                let shown = match b.reference.digest() {
+                    Some(_) => format!("FROM {}", b.reference),
+                    None => format!("FROM {}@{}", b.reference, b.manifest.digest()),
+                };
+                let n = self.progress.start(&label(&shown));
                 self.progress.done(n);
                 Ok(state_of_image(&b))
             }
@@ -270,7 +280,7 @@ impl<'a> Builder<'a> {
     }
 
     fn step_uncached(&self, stage: &Stage, step: &Step, parent: &State, label: &str, key: &str) -> Result<State> {
-        let config_only = matches!(&step.op, Op::Config(c) if !matches!(c, ConfigChange::Workdir { .. }));
+        let config_only = !shows_a_line(step);
         let n = if config_only { None } else { Some(self.progress.start(label)) };
         let rec = if self.no_cache_for(stage) { None } else { self.cache.get(key) };
         let rec = match rec {
@@ -835,5 +845,17 @@ fn created_by(step: &Step) -> String {
             format!("ARG {}", kv.join(" "))
         }
         _ => step.description.clone(),
+    }
+}
+
+/// Does this step print a progress line of its own? Config changes (ENV, CMD, LABEL…) do
+/// not, except WORKDIR (which makes the directory); a stage's start does only when it is an
+/// image.
+fn shows_a_line(step: &Step) -> bool {
+    match &step.op {
+        Op::Source(SourceOp::Image { .. }) => true,
+        Op::Source(_) => false,
+        Op::Config(c) => matches!(c, ConfigChange::Workdir { .. }),
+        _ => true,
     }
 }

@@ -499,7 +499,7 @@ mod tests {
         let bundle = dir.path().join("bundle");
         let out = std::process::Command::new("umoci")
             .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:docker.io/library/mixed:latest", layout.display()))
+            .arg(format!("{}:latest", layout.display()))
             .arg(&bundle)
             .output()
             .unwrap();

@@ -23,6 +23,8 @@ pub struct GcOptions {
     /// Don't wait for other processes that are writing blobs: when one is, collect nothing
     /// and say so in [`GcReport::deferred`].
     pub no_wait: bool,
+    /// Also remove the untagged (dangling) images, as `docker image prune` does.
+    pub untagged: bool,
 }
 
 /// What a collection removed (or, on a dry run, would remove).
@@ -42,6 +44,8 @@ pub struct GcReport {
     pub stale_ingest_bytes: u64,
     /// Gc root files removed (with [`GcOptions::ignore_roots`]).
     pub roots_removed: usize,
+    /// Untagged images dropped from the index (with [`GcOptions::untagged`]).
+    pub untagged_removed: Vec<Digest>,
     /// True when nothing was actually removed.
     pub dry_run: bool,
     /// True when gc did not run because another process was writing (see
@@ -132,6 +136,12 @@ fn read_roots(layout: &Layout) -> Result<Vec<(std::path::PathBuf, Vec<Descriptor
 }
 
 pub(crate) fn run(store: &Store, opts: GcOptions) -> Result<GcReport> {
+    run_scoped(store, opts, None)
+}
+
+/// Collect; with `scope`, only blobs of that descriptor's tree are candidates (an image
+/// being removed), everything else stays whether reachable or not.
+pub(crate) fn run_scoped(store: &Store, opts: GcOptions, scope: Option<&Descriptor>) -> Result<GcReport> {
     let layout = &store.layout;
     // Wait for writers in other processes to finish their ingest-then-tag, then keep tags
     // still from mark to sweep.
@@ -143,8 +153,18 @@ pub(crate) fn run(store: &Store, opts: GcOptions) -> Result<GcReport> {
     let _index = lock::exclusive(&layout.index_lock())?;
 
     let mut marked = BTreeSet::new();
-    for d in index::read(layout)?.manifests {
-        mark(layout, &mut marked, &d);
+    let mut idx = index::read(layout)?;
+    if opts.untagged {
+        let (dangling, kept): (Vec<Descriptor>, Vec<Descriptor>) =
+            idx.manifests.into_iter().partition(index::is_untagged);
+        idx.manifests = kept;
+        report.untagged_removed = dangling.into_iter().map(|d| d.digest).collect();
+        if !opts.dry_run && !report.untagged_removed.is_empty() {
+            index::write(layout, &idx)?;
+        }
+    }
+    for d in &idx.manifests {
+        mark(layout, &mut marked, d);
     }
     let roots = read_roots(layout)?;
     if opts.ignore_roots {
@@ -184,7 +204,15 @@ pub(crate) fn run(store: &Store, opts: GcOptions) -> Result<GcReport> {
         }
     }
 
+    let candidates = scope.map(|d| {
+        let mut tree = BTreeSet::new();
+        mark(layout, &mut tree, d);
+        tree
+    });
     for (d, size) in blobs {
+        if candidates.as_ref().is_some_and(|c| !c.contains(&d)) {
+            continue;
+        }
         if marked.contains(&d) {
             report.kept += 1;
             continue;
@@ -200,7 +228,7 @@ pub(crate) fn run(store: &Store, opts: GcOptions) -> Result<GcReport> {
         report.freed_bytes += size;
         report.removed.push((d, size));
     }
-    if !opts.dry_run {
+    if !opts.dry_run && scope.is_none() {
         // Ingests no live writer holds: what killed loads, pulls and builds left (an
         // interrupted pull's partial download included), whatever their age.
         let (n, bytes) = super::blob::clean_stale_ingests(&layout.tmp())?;

@@ -28,7 +28,8 @@ pub(crate) fn read(layout: &Layout) -> Result<ImageIndex> {
         .map_err(|e| Error::InvalidJson { what: "store index.json", reason: format!("{}: {e}", path.display()) })
 }
 
-fn write(layout: &Layout, idx: &ImageIndex) -> Result<()> {
+/// Write index.json whole (callers hold the index lock).
+pub(crate) fn write(layout: &Layout, idx: &ImageIndex) -> Result<()> {
     let bytes =
         crate::canonical::to_vec(idx).map_err(|e| Error::InvalidJson { what: "index", reason: e.to_string() })?;
     write_atomic(&layout.tmp(), &layout.index(), &bytes)
@@ -43,9 +44,27 @@ pub(crate) fn update<T>(layout: &Layout, f: impl FnOnce(&mut ImageIndex) -> Resu
     idx.schema_version = 2;
     idx.media_type = Some(mt::OCI_INDEX.to_string());
     // Sorted by name: the same tags always give the same file.
-    idx.manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)).then_with(|| a.digest.cmp(&b.digest)));
+    sort(&mut idx);
     write(layout, &idx)?;
     Ok(out)
+}
+
+/// Put entries in their one order: by name, untagged ones (no name) first, then by digest.
+pub(crate) fn sort(idx: &mut ImageIndex) {
+    idx.manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)).then_with(|| a.digest.cmp(&b.digest)));
+}
+
+/// An entry without a name: an untagged (dangling) image, kept until prune or rmi.
+pub(crate) fn is_untagged(d: &Descriptor) -> bool {
+    !d.annotations.contains_key(REF_NAME) && !d.annotations.contains_key(CONTAINERD_NAME)
+}
+
+/// `d` without the name annotations.
+pub(crate) fn unnamed(d: &Descriptor) -> Descriptor {
+    let mut d = d.clone();
+    d.annotations.remove(REF_NAME);
+    d.annotations.remove(CONTAINERD_NAME);
+    d
 }
 
 /// The reference name annotation of an entry.
@@ -74,5 +93,18 @@ pub(crate) fn named(d: &Descriptor, r: &Reference) -> Descriptor {
     let name = tag_name(r);
     d.annotations.insert(REF_NAME.to_string(), name.clone());
     d.annotations.insert(CONTAINERD_NAME.to_string(), name);
+    d
+}
+
+/// `d` named for an archive the way docker, containerd, buildah and skopeo name it: the full
+/// reference in `io.containerd.image.name`, the tag alone in
+/// `org.opencontainers.image.ref.name` (so `oci-archive:FILE:TAG` and `layout:TAG` find it).
+pub(crate) fn archive_named(d: &Descriptor, r: &Reference) -> Descriptor {
+    let mut d = unnamed(d);
+    let r = r.clone().with_default_tag();
+    d.annotations.insert(CONTAINERD_NAME.to_string(), tag_name(&r));
+    if let Some(t) = r.tag() {
+        d.annotations.insert(REF_NAME.to_string(), t.to_string());
+    }
     d
 }

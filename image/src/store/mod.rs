@@ -249,10 +249,73 @@ impl Store {
                 }
                 None => return Err(Error::NotFound(format!("manifest {}", manifest.digest))),
             }
-            idx.manifests.retain(|d| index::ref_name(d) != Some(name.as_str()));
+            // The image the tag leaves stays, untagged, unless something else still names
+            // it (docker keeps it as a dangling `<none>` image until prune or rmi).
+            let before: Vec<Descriptor> = idx
+                .manifests
+                .iter()
+                .filter(|d| index::ref_name(d) == Some(name.as_str()) && d.digest != manifest.digest)
+                .cloned()
+                .collect();
+            idx.manifests.retain(|d| {
+                index::ref_name(d) != Some(name.as_str()) && !(index::is_untagged(d) && d.digest == manifest.digest)
+            });
+            for old in before {
+                if !idx.manifests.iter().any(|d| d.digest == old.digest) {
+                    idx.manifests.push(index::unnamed(&old));
+                }
+            }
             idx.manifests.push(entry);
             Ok(())
         })
+    }
+
+    /// Keep `manifest` (which must be in the store) as an untagged image, unless an entry of
+    /// the index already holds it; true when it was added.
+    pub fn keep_untagged(&self, manifest: &Descriptor) -> Result<bool> {
+        if !mt::is_manifest(&manifest.media_type) && !mt::is_index(&manifest.media_type) {
+            return Err(Error::UnsupportedMediaType(format!(
+                "{} (an image is a manifest or an index)",
+                manifest.media_type
+            )));
+        }
+        index::update(&self.layout, |idx| {
+            if self.blob_size(&manifest.digest)? != Some(manifest.size) {
+                return Err(Error::NotFound(format!("manifest {} ({} bytes)", manifest.digest, manifest.size)));
+            }
+            if idx.manifests.iter().any(|d| d.digest == manifest.digest) {
+                return Ok(false);
+            }
+            idx.manifests.push(index::unnamed(manifest));
+            Ok(true)
+        })
+    }
+
+    /// Drop the untagged entry for `digest`; false when there was none. Blobs stay.
+    pub fn remove_untagged(&self, digest: &Digest) -> Result<bool> {
+        index::update(&self.layout, |idx| {
+            let before = idx.manifests.len();
+            idx.manifests.retain(|d| !(index::is_untagged(d) && &d.digest == digest));
+            Ok(idx.manifests.len() != before)
+        })
+    }
+
+    /// Every image of the index: tagged ones with their reference, untagged ones with
+    /// `None`; tagged first, sorted by name.
+    pub fn list_images(&self) -> Result<Vec<(Option<Reference>, Descriptor)>> {
+        let mut out: Vec<(Option<Reference>, Descriptor)> =
+            self.list_tags()?.into_iter().map(|(r, d)| (Some(r), d)).collect();
+        let idx = index::read(&self.layout)?;
+        out.extend(idx.manifests.into_iter().filter(index::is_untagged).map(|d| (None, d)));
+        Ok(out)
+    }
+
+    /// Delete the blobs of the image `d` that nothing else needs: no index entry, gc root,
+    /// or referrer of a kept image reaches them. Unlike [`Store::gc`], blobs outside `d`'s
+    /// tree are never touched. With `no_wait`, a store another process is writing to is
+    /// left alone ([`GcReport::deferred`]).
+    pub fn remove_image(&self, d: &Descriptor, no_wait: bool) -> Result<GcReport> {
+        gc::run_scoped(self, GcOptions { no_wait, ..Default::default() }, Some(d))
     }
 
     /// Remove the tag `r`; false when there was no such tag. Blobs stay until [`Store::gc`].
@@ -364,7 +427,7 @@ impl Store {
         let hex = s.strip_prefix("sha256:").unwrap_or(s);
         if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             let mut found: Vec<Image> = Vec::new();
-            for (_, d) in self.list_tags()? {
+            for (_, d) in self.list_images()? {
                 let Ok(img) = self.load_image(&d, None) else { continue };
                 if img.config_digest.algorithm() == Algorithm::Sha256
                     && img.config_digest.hex().starts_with(hex)
@@ -393,15 +456,15 @@ impl Store {
 
     /// An image by the digest of its manifest (or index), or of its config.
     fn resolve_digest(&self, d: &Digest, reference: Option<Reference>) -> Result<Image> {
-        let tags = self.list_tags()?;
-        if let Some((r, desc)) = tags.iter().find(|(_, desc)| &desc.digest == d) {
-            let r = reference.clone().or_else(|| Some(r.clone()));
+        let images = self.list_images()?;
+        if let Some((r, desc)) = images.iter().find(|(_, desc)| &desc.digest == d) {
+            let r = reference.clone().or_else(|| r.clone());
             return self.load_image(desc, r);
         }
-        for (r, desc) in &tags {
+        for (r, desc) in &images {
             if let Ok(img) = self.load_image(desc, None) {
                 if img.manifest.digest() == d || &img.config_digest == d {
-                    return Ok(Image { reference: reference.or_else(|| Some(r.clone())), ..img });
+                    return Ok(Image { reference: reference.or_else(|| r.clone()), ..img });
                 }
             }
         }

@@ -189,8 +189,9 @@ fn is_bare_tag(s: &str) -> bool {
     !s.contains('/') && !s.contains(':') && !s.contains('@')
 }
 
-/// Read an archive from `input` into the store and tag what it names. Every blob is
-/// verified on the way in; nothing is tagged unless every image of the archive checks out.
+/// Read an archive from `input` into the store and tag what it names; what it does not name
+/// is kept untagged. Every blob is verified on the way in; nothing is tagged or kept unless
+/// every image of the archive checks out.
 pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<LoadedImage>> {
     let c = read_entries(store, input)?;
     let docker: Option<Vec<DockerManifestEntry>> = match c.meta.get("manifest.json") {
@@ -304,8 +305,12 @@ pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<Load
         return Err(corrupt("neither an OCI layout (index.json + oci-layout) nor a docker archive (manifest.json)"));
     }
     for l in &out {
-        if let Some(r) = &l.reference {
-            store.tag(r, &l.descriptor)?;
+        match &l.reference {
+            Some(r) => store.tag(r, &l.descriptor)?,
+            // As docker load: an image without a name stays, untagged, listed as <none>.
+            None => {
+                store.keep_untagged(&l.descriptor)?;
+            }
         }
     }
     Ok(out)

@@ -1,8 +1,11 @@
 //! Image archives: what `rbuild save` writes and `rbuild load` reads.
 //!
-//! Two formats, both tars. `oci` is an OCI image layout (`oci-layout`, `index.json` whose
-//! entries carry `org.opencontainers.image.ref.name` = the full reference, `blobs/`), as
-//! `skopeo … oci-archive:` and umoci read it. `docker` is what docker ≥ 25 writes: the same
+//! Two formats, both tars. `oci` is an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/`) named as docker, containerd, buildah and skopeo name it: each entry's
+//! `org.opencontainers.image.ref.name` is the tag alone and `io.containerd.image.name` the
+//! full reference, so `skopeo … oci-archive:FILE:TAG` and `umoci … layout:TAG` find it.
+//! Loading reads that convention and the older one (a full reference in `ref.name`); an
+//! image the archive does not name fully is kept untagged, addressable by its ID. `docker` is what docker ≥ 25 writes: the same
 //! OCI layout plus `manifest.json` and `repositories`, so `docker load`, `skopeo …
 //! docker-archive:` and OCI readers all accept the one file. Writing is deterministic
 //! (sorted entries, fixed mtimes and owners) and streamed, blob by blob.

@@ -83,7 +83,7 @@ pub fn save(store: &Store, images: &[Image], format: ArchiveFormat, out: impl Wr
         plain.annotations.remove(index::CONTAINERD_NAME);
         let tagged = img.reference.as_ref().filter(|r| r.digest().is_none() || r.tag().is_some());
         let entry = match tagged {
-            Some(r) => index::named(&plain, r),
+            Some(r) => index::archive_named(&plain, r),
             None => plain,
         };
         if !entries.contains(&entry) {
