@@ -34,6 +34,10 @@ fn build_out(e: &Env, ctx: &Path) -> PathBuf {
 fn assert_no_host_file(dir: &Path) {
     let marker = host_marker();
     for f in common::files_under(dir) {
+        // A link is a link in the image; reading it here would follow it on the host.
+        if std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
         if let Ok(s) = std::fs::read_to_string(&f) {
             assert_ne!(s, marker, "{} is the host's {HOST_ONLY}", f.display());
         }
@@ -147,4 +151,24 @@ fn context_symlinks_pointing_outside_stay_inside_the_context() {
     assert_eq!(std::fs::read_to_string(out.join("in")).unwrap(), "context file\n");
     assert!(!out.join("h/hostlink").exists(), "a link to a host file matched by a wildcard is skipped");
     assert_no_host_file(&out);
+}
+
+#[test]
+fn exporters_write_links_as_links() {
+    let e = Env::new();
+    let c = ctx(&e, "export", "FROM busybox\nRUN ln -s / /hostroot && ln -s /etc/os-release /rel\n");
+    let out = build_out(&e, &c);
+    for (link, target) in [("hostroot", "/"), ("rel", "/etc/os-release")] {
+        let m = std::fs::symlink_metadata(out.join(link)).unwrap();
+        assert!(m.file_type().is_symlink(), "/{link} is exported as a link");
+        assert_eq!(std::fs::read_link(out.join(link)).unwrap(), Path::new(target));
+    }
+    assert_no_host_file(&out);
+    let tar = e.path("export.tar");
+    e.build(&["-o", &format!("type=tar,dest={}", tar.display()), c.to_str().unwrap()]);
+    let o = std::process::Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let list = String::from_utf8_lossy(&o.stdout);
+    let line = |name: &str| list.lines().find(|l| l.contains(&format!(" {name} ->"))).unwrap_or_default().to_string();
+    assert!(line("hostroot").starts_with('l') && line("rel").starts_with('l'), "{list}");
+    assert!(!list.lines().any(|l| l.ends_with(" etc/os-release") || l.ends_with(" usr/lib/os-release")), "{list}");
 }

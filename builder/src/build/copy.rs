@@ -597,6 +597,43 @@ mod tests {
     }
 
     #[test]
+    fn sources_resolve_inside_the_tree_like_buildkit() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("app/storage/views")).unwrap();
+        std::fs::create_dir_all(r.join("x/y")).unwrap();
+        std::fs::write(r.join("app/index.php"), "i").unwrap();
+        std::fs::write(r.join("app/storage/views/v.php"), "v").unwrap();
+        std::fs::write(r.join("x/y/a.txt"), "a").unwrap();
+        symlink("x/y/a.txt", r.join("link")).unwrap();
+        symlink("/", r.join("root")).unwrap();
+        symlink("/etc/passwd", r.join("host")).unwrap();
+        let t = tree_of(r);
+        let none = |_: &str| None;
+        // A link named as a source: followed inside the tree, named as spelled.
+        let s = select(&t, &["link".into()], &[], "ctx", &none).unwrap();
+        assert_eq!((s[0].rel.as_str(), s[0].name.as_str(), s[0].is_dir), ("x/y/a.txt", "link", false));
+        let s = select(&t, &["root/root/x".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(s[0].rel, "x");
+        // A link to a host path names nothing in the tree.
+        let e = select(&t, &["host".into()], &[], "the build context", &none).unwrap_err();
+        assert!(e.to_string().contains("not found in the build context"), "{e}");
+        // An empty wildcard adds nothing; a missing plain path is an error.
+        let s = select(&t, &["link".into(), "missing*".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(select(&t, &["missing".into()], &[], "ctx", &none).is_err());
+        // --exclude is relative to the source.
+        let s = select(&t, &["app/".into()], &["storage/views".into()], "ctx", &none).unwrap();
+        assert_eq!(s[0].under, ["app/index.php", "app/storage"]);
+        // The --parents pivot.
+        let s = select(&t, &["./x/./y/a.txt".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(s[0].keep, "y/a.txt");
+        let s = select(&t, &["x/*/a.txt".into()], &[], "ctx", &none).unwrap();
+        assert_eq!((s[0].keep.as_str(), s[0].rel.as_str()), ("x/y/a.txt", "x/y/a.txt"));
+    }
+
+    #[test]
     fn chmod_octal_and_symbolic_like_chmod1() {
         let m = |s: &str, mode: u32, dir: bool| parse_chmod(s).unwrap().apply(mode, dir);
         assert_eq!(m("755", 0o600, false), 0o755);
