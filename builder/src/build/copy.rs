@@ -141,6 +141,20 @@ pub fn select(
     what: &str,
     hint: MissingHint,
 ) -> Result<Vec<Selected>> {
+    select_noting(tree, sources, exclude, what, hint, &|_| {})
+}
+
+/// [`select`], telling `note` about each wildcard that matched nothing (and why, when the
+/// hint knows: a match kept out by `.dockerignore`), as BuildKit's CopyIgnoredFile check
+/// warns.
+pub fn select_noting(
+    tree: &Tree,
+    sources: &[String],
+    exclude: &[String],
+    what: &str,
+    hint: MissingHint,
+    note: &dyn Fn(&str),
+) -> Result<Vec<Selected>> {
     let excl = if exclude.is_empty() {
         None
     } else {
@@ -157,6 +171,9 @@ pub fn select(
         let wild = fixed < comps.len();
         // (spelled path, key in the tree), one component at a time.
         let mut cands: Vec<(String, String)> = vec![(String::new(), String::new())];
+        // Where the expansion ran dry: in the fixed part, the wildcard's own directory is
+        // missing, which BuildKit reports as not found too.
+        let mut dry_at = None;
         for (i, comp) in comps.iter().enumerate() {
             let mut next = Vec::new();
             for (spelled, key) in &cands {
@@ -177,14 +194,21 @@ pub fn select(
             }
             cands = next;
             if cands.is_empty() {
+                dry_at = Some(i);
                 break;
             }
         }
         if cands.is_empty() {
-            if wild {
+            if wild && dry_at.is_some_and(|i| i >= fixed) {
+                let why = hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default();
+                note(&format!("{src:?} matches nothing in {what}{why}"));
                 continue;
             }
-            let why = hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default();
+            let link = tree.get(&pat).and_then(|h| std::fs::read_link(h).ok());
+            let why = match link {
+                Some(t) => format!(" (a symlink to {}, which {what} does not hold)", t.display()),
+                None => hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default(),
+            };
             return Err(Error::Invalid(format!("{src:?} not found in {what}{why}")));
         }
         for (name, rel) in cands {
@@ -618,11 +642,19 @@ mod tests {
         assert_eq!(s[0].rel, "x");
         // A link to a host path names nothing in the tree.
         let e = select(&t, &["host".into()], &[], "the build context", &none).unwrap_err();
-        assert!(e.to_string().contains("not found in the build context"), "{e}");
+        assert!(
+            e.to_string().contains("\"host\" not found in the build context (a symlink to /etc/passwd, which the build context does not hold)"),
+            "{e}"
+        );
         // An empty wildcard adds nothing; a missing plain path is an error.
         let s = select(&t, &["link".into(), "missing*".into()], &[], "ctx", &none).unwrap();
         assert_eq!(s.len(), 1);
         assert!(select(&t, &["missing".into()], &[], "ctx", &none).is_err());
+        // ...but a wildcard whose own directory is missing is not found, as in BuildKit.
+        assert!(select(&t, &["nodir/*.txt".into()], &[], "ctx", &none).is_err());
+        let noted = std::cell::RefCell::new(Vec::new());
+        select_noting(&t, &["x/*.md".into()], &[], "ctx", &none, &|w| noted.borrow_mut().push(w.to_string())).unwrap();
+        assert_eq!(*noted.borrow(), ["\"x/*.md\" matches nothing in ctx"]);
         // --exclude is relative to the source.
         let s = select(&t, &["app/".into()], &["storage/views".into()], "ctx", &none).unwrap();
         assert_eq!(s[0].under, ["app/index.php", "app/storage"]);

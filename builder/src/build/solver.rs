@@ -682,7 +682,9 @@ impl<'a> Builder<'a> {
             }
             SourceRef::Context => {
                 let tree = self.ctx.entries()?;
-                let sel = copy::select(tree, &c.sources, &c.exclude, "the build context", &|p| self.missing_hint(p))?;
+                let note = |w: &str| self.progress.note(n, &format!("warning: {w}"));
+                let hint = |p: &str| self.missing_hint(p);
+                let sel = copy::select_noting(tree, &c.sources, &c.exclude, "the build context", &hint, &note)?;
                 placement.default_owner = Some((0, 0));
                 if c.add {
                     let (archives, plain): (Vec<_>, Vec<_>) =
