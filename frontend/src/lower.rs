@@ -1316,7 +1316,8 @@ impl<'a> Lowerer<'a> {
             inline_files.push(InlineFile { name: h.name.clone(), data, mode: None });
         }
         let raw_dest = self.expand(st, &env[..], &c.dest, at.span)?;
-        let dir_syntax = raw_dest.is_empty() || raw_dest == "." || raw_dest.ends_with('/');
+        // `dir/.` names the directory itself, as `dir/` does (BuildKit keeps the `/.`).
+        let dir_syntax = raw_dest.is_empty() || raw_dest == "." || raw_dest.ends_with('/') || raw_dest.ends_with("/.");
         let mut dest =
             if raw_dest.starts_with('/') { path::clean(&raw_dest) } else { path::join(&st.workdir(), &raw_dest) };
         if dir_syntax && !dest.ends_with('/') {

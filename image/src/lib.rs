@@ -25,6 +25,7 @@ pub mod descriptor;
 pub mod digest;
 pub mod distribution;
 mod error;
+pub mod inroot;
 pub mod layer;
 pub mod manifest;
 pub mod media_type;

@@ -1,35 +1,26 @@
 //! ADD's extras: local archives extracted, URLs downloaded (with `--checksum`), git
 //! repositories fetched (the one commit, when git is installed; `URL#ref:subdir`).
 
-use super::copy::Tree;
+use super::copy::{Selected, Tree, tree_of_root};
 use super::solver::{Builder, is_git, is_url};
 use crate::{Error, Result};
 use rbuild_frontend::graph::CopyOp;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn tree_of(dir: &Path) -> Result<Tree> {
-    let mut t = Tree::new();
-    t.insert(String::new(), dir.to_path_buf());
-    for e in walkdir::WalkDir::new(dir).follow_links(false).min_depth(1) {
-        let e = e.map_err(|e| Error::Invalid(format!("walking {}: {e}", dir.display())))?;
-        let rel = e.path().strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
-        t.insert(rel, e.into_path());
-    }
-    Ok(t)
-}
-
 /// Extract a local archive into a directory of the build; its tree and the root as the one
 /// selected source (a directory: its contents are copied).
-pub fn extract_archive(b: &Builder, archive: &Path) -> Result<(Tree, Vec<super::copy::Selected>)> {
+pub fn extract_archive(b: &Builder, archive: &Path) -> Result<(Tree, Vec<Selected>)> {
     let dir = b.tmp.path().join(format!("add-{}", crate::snapshot::unique()));
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let f = std::fs::File::open(archive).map_err(Error::io(archive))?;
-    rbuild_image::layer::apply_layer(f, &dir, &Default::default())
-        .map_err(|e| Error::Invalid(format!("extracting {}: {e}", archive.display())))?;
-    let t = tree_of(&dir)?;
-    let under: Vec<String> = t.keys().filter(|k| !k.is_empty()).cloned().collect();
-    Ok((t, vec![super::copy::Selected { rel: String::new(), is_dir: true, under }]))
+    let f = super::cancel::Checked::new(std::fs::File::open(archive).map_err(Error::io(archive))?, &b.cancel);
+    // Docker and BuildKit skip a file entry with an empty name; a layer may not have one.
+    let opts = rbuild_image::layer::ApplyOptions { lenient_root: true, ..Default::default() };
+    rbuild_image::layer::apply_layer(f, &dir, &opts)
+        .map_err(|e| b.cancelled_or(Error::Invalid(format!("extracting {}: {e}", archive.display()))))?;
+    let t = tree_of_root(&dir)?;
+    let sel = Selected::root_of(&t);
+    Ok((t, vec![sel]))
 }
 
 /// Download or clone every source of an ADD into one directory; the tree and the names
@@ -57,12 +48,10 @@ pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> Result<(Tree, Vec<String
                 None => name,
             });
         } else if is_url(src) {
-            let base = url_file_name(src);
-            let name = if c.dest_is_dir || c.dest.ends_with('/') {
-                base
-            } else {
-                c.dest.rsplit('/').next().unwrap_or("download").to_string()
-            };
+            // Named after the URL, as BuildKit does: into a directory destination (or one
+            // that exists as a directory) it keeps that name; to a file path the COPY rules
+            // rename it.
+            let name = url_file_name(src);
             let sub = dir.join(format!("u{i}"));
             std::fs::create_dir_all(&sub).map_err(Error::io(&sub))?;
             download(b, src, &sub.join(&name), c.checksum.as_deref(), n)?;
@@ -71,7 +60,7 @@ pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> Result<(Tree, Vec<String
             return Err(Error::Invalid(format!("ADD {src:?}: local sources cannot be mixed with URLs in one ADD")));
         }
     }
-    Ok((tree_of(&dir)?, names))
+    Ok((tree_of_root(&dir)?, names))
 }
 
 /// A git source of ADD, BuildKit's syntax: `URL#ref:subdir` (both parts optional), or
@@ -142,6 +131,16 @@ impl GitSource {
             }
         }
         g.reference = reference.filter(|r| !r.is_empty());
+        // git reads an argument that starts with `-` as an option (`--upload-pack=…` runs a
+        // command): neither a reference nor a repository may look like one.
+        for (what, v) in [("reference", g.reference.as_deref()), ("checksum", g.checksum.as_deref())] {
+            if let Some(v) = v.filter(|v| v.starts_with('-')) {
+                return Err(bad(format!("the {what} {v:?} starts with \"-\": not a valid git {what}")));
+            }
+        }
+        if g.url.starts_with('-') {
+            return Err(bad(format!("the repository {:?} starts with \"-\"", g.url)));
+        }
         g.subdir = match subdir.as_deref().map(|d| d.trim_matches('/')) {
             None | Some("") | Some(".") => None,
             Some(d) => {
@@ -224,7 +223,7 @@ pub fn git_commit(src: &str, cancel: &AtomicBool) -> Result<Option<String>> {
     if is_full_sha(r) {
         return Ok(Some(r.to_ascii_lowercase()));
     }
-    let out = git(&["ls-remote", &g.url, r], None, src, cancel)?;
+    let out = git(&["ls-remote", "--", &g.url, r], None, src, cancel)?;
     let refs: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
     for want in [
         format!("refs/heads/{r}"),
@@ -256,18 +255,18 @@ fn clone_git(
     let src = &g.url;
     std::fs::create_dir_all(to).map_err(Error::io(to))?;
     git(&["-c", "init.defaultBranch=main", "init", "-q"], Some(to), src, cancel)?;
-    git(&["remote", "add", "origin", &g.url], Some(to), src, cancel)?;
+    git(&["remote", "add", "--", "origin", &g.url], Some(to), src, cancel)?;
     let want = g.reference.as_deref().unwrap_or("HEAD");
-    let target = match git(&["fetch", "-q", "--depth", "1", "--no-tags", "origin", want], Some(to), src, cancel) {
+    let target = match git(&["fetch", "-q", "--depth", "1", "--no-tags", "--", "origin", want], Some(to), src, cancel) {
         Ok(_) => "FETCH_HEAD".to_string(),
         // Servers that refuse a commit nobody named: fetch everything, then pick it.
         Err(_) if is_sha_prefix(want) => {
-            git(&["fetch", "-q", "--tags", "origin"], Some(to), src, cancel)?;
+            git(&["fetch", "-q", "--tags", "--", "origin"], Some(to), src, cancel)?;
             want.to_string()
         }
         Err(e) => return Err(e),
     };
-    git(&["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target], Some(to), src, cancel)?;
+    git(&["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", &target, "--"], Some(to), src, cancel)?;
     let commit = git(&["rev-parse", "HEAD"], Some(to), src, cancel)?.trim().to_string();
     if let Some(sum) = checksum {
         if !commit.starts_with(&sum.to_ascii_lowercase()) {
@@ -309,10 +308,14 @@ fn remove_git_dirs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The file name of a download: the last component of the URL's path (Go's `path.Base`),
+/// `__unnamed__` when the path has none.
 fn url_file_name(u: &str) -> String {
-    let path = u.split(['?', '#']).next().unwrap_or(u);
+    let no_query = u.split(['?', '#']).next().unwrap_or(u);
+    let after_scheme = no_query.split_once("://").map(|(_, r)| r).unwrap_or(no_query);
+    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("");
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    if last.is_empty() || last.contains(':') { "__unnamed__".into() } else { last.to_string() }
+    if last.is_empty() || last == "." || last == ".." { "__unnamed__".into() } else { last.to_string() }
 }
 
 fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32) -> Result<()> {
@@ -412,5 +415,11 @@ mod tests {
         assert!(GitSource::parse("git://h/r.git?depth=1").unwrap_err().to_string().contains("\"depth\""));
         assert!(GitSource::parse("git://h/r.git?branch=a#b").is_err());
         assert!(GitSource::parse("git://h/r.git#main:../etc").is_err());
+        // Nothing git could read as an option.
+        for bad in ["git://h/r.git#--upload-pack=touch${IFS}/tmp/x", "git://h/r.git?ref=-c", "git://h/r.git?commit=-x"]
+        {
+            let e = GitSource::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("starts with \"-\""), "{bad}: {e}");
+        }
     }
 }

@@ -52,3 +52,50 @@ pub fn cancelled_by() -> Option<i32> {
 pub fn exit_code(sig: Option<i32>) -> i32 {
     128 + sig.unwrap_or(libc::SIGINT)
 }
+
+/// The error a [`Checked`] stream fails with once its build is cancelled.
+fn cancelled() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "build cancelled")
+}
+
+/// A reader or writer that fails once `cancel` is set: a COPY writing a big layer, an ADD
+/// extracting a big archive, stop between chunks instead of running to the end. The error
+/// is of kind `Other` (`write_all` and `read_to_end` would retry an `Interrupted` one).
+pub struct Checked<T> {
+    inner: T,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<T> Checked<T> {
+    /// Wrap `inner`.
+    pub fn new(inner: T, cancel: &Arc<AtomicBool>) -> Self {
+        Checked { inner, cancel: cancel.clone() }
+    }
+
+    /// The wrapped stream.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.cancel.load(Ordering::Relaxed) { Err(std::io::Error::other(cancelled())) } else { Ok(()) }
+    }
+}
+
+impl<T: std::io::Write> std::io::Write for Checked<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.check()?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: std::io::Read> std::io::Read for Checked<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.check()?;
+        self.inner.read(buf)
+    }
+}

@@ -9,24 +9,41 @@ use super::glob;
 use super::view::{self, View};
 use crate::{Error, Result};
 use rbuild_frontend::dockerignore::Matcher;
+use rbuild_image::inroot::InRoot;
 use rbuild_image::layer::{AddEntry, Change, DirEntry, MetaOverride};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Files a COPY can read: relative path (`""` is the root) -> host path, directories
-/// included.
+/// included. Built by walks that never follow a symlink, so every key's parents are real
+/// directories of the tree and its host path stays inside the tree's root.
 pub type Tree = BTreeMap<String, PathBuf>;
 
-/// One source of a COPY after wildcard expansion.
+/// One source of a COPY after wildcard expansion and symlink resolution.
 #[derive(Debug, Clone)]
 pub struct Selected {
-    /// Its path in the source tree (`""` for the root).
+    /// The key in the tree of what it names, symlinks resolved inside the tree (`""` for
+    /// the root).
     pub rel: String,
+    /// The path as the Dockerfile spelled it (wildcards expanded): its last component
+    /// names the copy.
+    pub name: String,
+    /// What `--parents` keeps under the destination: `name` below the `/./` pivot.
+    pub keep: String,
     /// Whether it is a directory (its contents are copied, not itself).
     pub is_dir: bool,
-    /// For a directory: every path under it (relative to the tree), excludes applied.
+    /// For a directory: every path under it (keys of the tree), excludes applied.
     pub under: Vec<String>,
+}
+
+impl Selected {
+    /// A whole tree as one directory source (an extracted archive).
+    pub fn root_of(tree: &Tree) -> Selected {
+        let under = tree.keys().filter(|k| !k.is_empty()).cloned().collect();
+        Selected { rel: String::new(), name: String::new(), keep: String::new(), is_dir: true, under }
+    }
 }
 
 /// Paths of `tree` strictly under `dir`.
@@ -39,16 +56,104 @@ pub fn descendants<'t>(tree: &'t Tree, dir: &str) -> impl Iterator<Item = &'t St
         .filter(move |k| !k.is_empty() && k.starts_with(&lo2))
 }
 
+/// The tree of everything under `dir` (an extracted stage or image, a download, an
+/// archive), listed through directory fds that never follow a symlink.
+pub fn tree_of_root(dir: &std::path::Path) -> Result<Tree> {
+    let root = InRoot::open(dir).map_err(Error::io(dir))?;
+    let mut t = Tree::new();
+    t.insert(String::new(), dir.to_path_buf());
+    root.walk("", &mut |rel, _| {
+        t.insert(rel.to_string(), root.host_path(rel));
+        Ok(())
+    })
+    .map_err(Error::io(dir))?;
+    Ok(t)
+}
+
+/// The names directly inside `dir` in `tree`.
+fn children<'t>(tree: &'t Tree, dir: &str) -> impl Iterator<Item = &'t str> + 't {
+    let skip = if dir.is_empty() { 0 } else { dir.len() + 1 };
+    descendants(tree, dir).map(move |k| &k[skip..]).filter(|n| !n.contains('/'))
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// How many symlinks one source path may go through (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+/// Resolve `path` in `tree` as a process chrooted into the tree would: every symlink on
+/// the way (and the last one when `follow_last`) is read and its target looked up in the
+/// tree again, absolute targets from the tree's root, `..` never above it. The key of
+/// what it names, `None` when that is not in the tree. Only keys of the tree come out, so
+/// nothing outside the tree's root can be named, whatever the links say.
+pub fn resolve_in_tree(tree: &Tree, path: &str, follow_last: bool) -> Result<Option<String>> {
+    let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
+    todo.reverse();
+    let mut cur = String::new();
+    let mut links = 0;
+    while let Some(comp) = todo.pop() {
+        if comp == ".." {
+            cur = cur.rfind('/').map(|i| cur[..i].to_string()).unwrap_or_default();
+            continue;
+        }
+        let next = join(&cur, &comp);
+        let Some(host) = tree.get(&next) else { return Ok(None) };
+        let md = std::fs::symlink_metadata(host).map_err(Error::io(host))?;
+        if md.file_type().is_symlink() && (follow_last || !todo.is_empty()) {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(Error::Invalid(format!("{path:?}: too many levels of symbolic links")));
+            }
+            let target = std::fs::read_link(host).map_err(Error::io(host))?;
+            let target = target.to_string_lossy();
+            if target.starts_with('/') {
+                cur.clear();
+            }
+            todo.extend(target.split('/').filter(|c| !c.is_empty() && *c != ".").rev().map(String::from));
+            continue;
+        }
+        if !md.is_dir() && !todo.is_empty() {
+            return Ok(None);
+        }
+        cur = next;
+    }
+    Ok(Some(cur))
+}
+
 /// Why a source is missing, for the error message.
 pub type MissingHint<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Expand the sources of a COPY against `tree`.
+/// Expand the sources of a COPY against `tree`, as BuildKit does: each source and each
+/// wildcard match is followed if it is a symlink (inside the tree: a link can never name
+/// a host file), a wildcard that matches nothing adds nothing, a missing plain path is an
+/// error. `--exclude` patterns match paths relative to each source: below a directory
+/// source, its contents; for a wildcard match, the match below the wildcard's fixed base.
 pub fn select(
     tree: &Tree,
     sources: &[String],
     exclude: &[String],
     what: &str,
     hint: MissingHint,
+) -> Result<Vec<Selected>> {
+    select_noting(tree, sources, exclude, what, hint, &|_| {})
+}
+
+/// [`select`], telling `note` about each wildcard that matched nothing (and why, when the
+/// hint knows: a match kept out by `.dockerignore`), as BuildKit's CopyIgnoredFile check
+/// warns.
+pub fn select_noting(
+    tree: &Tree,
+    sources: &[String],
+    exclude: &[String],
+    what: &str,
+    hint: MissingHint,
+    note: &dyn Fn(&str),
 ) -> Result<Vec<Selected>> {
     let excl = if exclude.is_empty() {
         None
@@ -58,47 +163,94 @@ pub fn select(
     let excluded = |rel: &str| excl.as_ref().is_some_and(|m| !rel.is_empty() && m.matches(rel));
     let mut out = Vec::new();
     for src in sources {
+        // `--parents` keeps what follows a `/./` pivot (BuildKit cuts at the first one).
+        let pivot = src.split_once("/./").map(|(p, _)| view::clean(p)).unwrap_or_default();
         let pat = view::clean(src);
-        let matched: Vec<String> = if glob::has_meta(&pat) {
-            let depth = pat.split('/').count();
-            tree.keys()
-                .filter(|k| !k.is_empty() && k.split('/').count() == depth && glob::matches(&pat, k))
-                .cloned()
-                .collect()
-        } else if tree.contains_key(&pat) {
-            vec![pat.clone()]
-        } else {
-            Vec::new()
-        };
-        let matched: Vec<String> = matched.into_iter().filter(|m| !excluded(m)).collect();
-        if matched.is_empty() {
-            let why = hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default();
-            if glob::has_meta(&pat) {
-                return Err(Error::Invalid(format!(
-                    "no source files were specified: {src:?} matches nothing in {what}{why}"
-                )));
+        let comps: Vec<&str> = if pat.is_empty() { Vec::new() } else { pat.split('/').collect() };
+        let fixed = comps.iter().take_while(|c| !glob::has_meta(c)).count();
+        let wild = fixed < comps.len();
+        // (spelled path, key in the tree), one component at a time.
+        let mut cands: Vec<(String, String)> = vec![(String::new(), String::new())];
+        // Where the expansion ran dry: in the fixed part, the wildcard's own directory is
+        // missing, which BuildKit reports as not found too.
+        let mut dry_at = None;
+        for (i, comp) in comps.iter().enumerate() {
+            let mut next = Vec::new();
+            for (spelled, key) in &cands {
+                let names: Vec<String> = if glob::has_meta(comp) {
+                    children(tree, key).filter(|n| glob::matches(comp, n)).map(String::from).collect()
+                } else {
+                    vec![comp.to_string()]
+                };
+                for n in names {
+                    let sp = join(spelled, &n);
+                    if i >= fixed && wild && excluded(&comps_rel(&sp, fixed)) {
+                        continue;
+                    }
+                    if let Some(k) = resolve_in_tree(tree, &join(key, &n), true)? {
+                        next.push((sp, k));
+                    }
+                }
             }
+            cands = next;
+            if cands.is_empty() {
+                dry_at = Some(i);
+                break;
+            }
+        }
+        if cands.is_empty() {
+            if wild && dry_at.is_some_and(|i| i >= fixed) {
+                let why = hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default();
+                note(&format!("{src:?} matches nothing in {what}{why}"));
+                continue;
+            }
+            let link = tree.get(&pat).and_then(|h| std::fs::read_link(h).ok());
+            let why = match link {
+                Some(t) => format!(" (a symlink to {}, which {what} does not hold)", t.display()),
+                None => hint(&pat).map(|h| format!(" ({h})")).unwrap_or_default(),
+            };
             return Err(Error::Invalid(format!("{src:?} not found in {what}{why}")));
         }
-        for rel in matched {
+        for (name, rel) in cands {
             let host = &tree[&rel];
             let md = std::fs::symlink_metadata(host).map_err(Error::io(host))?;
-            if md.is_dir() {
-                let under: Vec<String> = descendants(tree, &rel).filter(|d| !excluded(d)).cloned().collect();
-                out.push(Selected { rel, is_dir: true, under });
+            let keep = if pivot.is_empty() {
+                name.clone()
             } else {
-                out.push(Selected { rel, is_dir: false, under: Vec::new() });
+                name.strip_prefix(&pivot).map(|k| k.trim_start_matches('/').to_string()).unwrap_or(name.clone())
+            };
+            if md.is_dir() {
+                let skip = if rel.is_empty() { 0 } else { rel.len() + 1 };
+                let under: Vec<String> = descendants(tree, &rel).filter(|d| !excluded(&d[skip..])).cloned().collect();
+                out.push(Selected { rel, name, keep, is_dir: true, under });
+            } else {
+                out.push(Selected { rel, name, keep, is_dir: false, under: Vec::new() });
             }
         }
     }
     Ok(out)
 }
 
+/// `spelled` without its first `fixed` components.
+fn comps_rel(spelled: &str, fixed: usize) -> String {
+    spelled.split('/').skip(fixed).collect::<Vec<_>>().join("/")
+}
+
 /// The content hash of a selection: every path with its type, mode, owner, size, link
-/// target and content digest (never mtimes), in order.
-pub fn hash_selection(tree: &Tree, sel: &[Selected], stat: &StatCache, keep_owner: bool) -> Result<String> {
+/// target and content digest (never mtimes), in order. Stops with [`Error::Cancelled`]
+/// between files once `cancel` is set.
+pub fn hash_selection(
+    tree: &Tree,
+    sel: &[Selected],
+    stat: &StatCache,
+    keep_owner: bool,
+    cancel: &AtomicBool,
+) -> Result<String> {
     let mut h = blake3::Hasher::new();
     let one = |h: &mut blake3::Hasher, rel: &str| -> Result<()> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
         let host = &tree[rel];
         let md = std::fs::symlink_metadata(host).map_err(Error::io(host))?;
         h.update(rel.as_bytes());
@@ -120,6 +272,11 @@ pub fn hash_selection(tree: &Tree, sel: &[Selected], stat: &StatCache, keep_owne
     };
     for s in sel {
         h.update(b"src:");
+        // The spelled name decides where the copy lands; the key what it holds.
+        h.update(s.name.as_bytes());
+        h.update(&[0]);
+        h.update(s.keep.as_bytes());
+        h.update(&[0]);
         one(&mut h, &s.rel)?;
         for d in &s.under {
             one(&mut h, d)?;
@@ -174,20 +331,13 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
     };
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let mut dirs_needed: Vec<String> = Vec::new();
-    let join = |a: &str, b: &str| -> String {
-        match (a.is_empty(), b.is_empty()) {
-            (true, _) => b.to_string(),
-            (_, true) => a.to_string(),
-            _ => format!("{a}/{b}"),
-        }
-    };
     let strip = |d: &str, base: &str| -> String {
         if base.is_empty() { d.to_string() } else { d[base.len() + 1..].to_string() }
     };
     for s in sel {
-        let base_name = s.rel.rsplit('/').next().unwrap_or("").to_string();
+        let base_name = s.name.rsplit('/').next().unwrap_or("").to_string();
         if s.is_dir {
-            let target = if p.parents { join(&dest_real, &s.rel) } else { dest_real.clone() };
+            let target = if p.parents { join(&dest_real, &s.keep) } else { dest_real.clone() };
             if !target.is_empty() {
                 dirs_needed.push(target.clone());
             }
@@ -201,7 +351,7 @@ pub fn plan(tree: &Tree, sel: &[Selected], p: &Placement, view: Option<&View>) -
             }
         } else {
             let path = if p.parents {
-                join(&dest_real, &s.rel)
+                join(&dest_real, &s.keep)
             } else if dest_is_dir {
                 join(&dest_real, &base_name)
             } else {
@@ -468,6 +618,51 @@ mod tests {
         let e = select(&t, &["nope".into()], &[], "the build context", &|_| Some("excluded by .dockerignore".into()))
             .unwrap_err();
         assert!(e.to_string().contains("\"nope\" not found in the build context (excluded by .dockerignore)"), "{e}");
+    }
+
+    #[test]
+    fn sources_resolve_inside_the_tree_like_buildkit() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("app/storage/views")).unwrap();
+        std::fs::create_dir_all(r.join("x/y")).unwrap();
+        std::fs::write(r.join("app/index.php"), "i").unwrap();
+        std::fs::write(r.join("app/storage/views/v.php"), "v").unwrap();
+        std::fs::write(r.join("x/y/a.txt"), "a").unwrap();
+        symlink("x/y/a.txt", r.join("link")).unwrap();
+        symlink("/", r.join("root")).unwrap();
+        symlink("/etc/passwd", r.join("host")).unwrap();
+        let t = tree_of(r);
+        let none = |_: &str| None;
+        // A link named as a source: followed inside the tree, named as spelled.
+        let s = select(&t, &["link".into()], &[], "ctx", &none).unwrap();
+        assert_eq!((s[0].rel.as_str(), s[0].name.as_str(), s[0].is_dir), ("x/y/a.txt", "link", false));
+        let s = select(&t, &["root/root/x".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(s[0].rel, "x");
+        // A link to a host path names nothing in the tree.
+        let e = select(&t, &["host".into()], &[], "the build context", &none).unwrap_err();
+        assert!(
+            e.to_string().contains("\"host\" not found in the build context (a symlink to /etc/passwd, which the build context does not hold)"),
+            "{e}"
+        );
+        // An empty wildcard adds nothing; a missing plain path is an error.
+        let s = select(&t, &["link".into(), "missing*".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(select(&t, &["missing".into()], &[], "ctx", &none).is_err());
+        // ...but a wildcard whose own directory is missing is not found, as in BuildKit.
+        assert!(select(&t, &["nodir/*.txt".into()], &[], "ctx", &none).is_err());
+        let noted = std::cell::RefCell::new(Vec::new());
+        select_noting(&t, &["x/*.md".into()], &[], "ctx", &none, &|w| noted.borrow_mut().push(w.to_string())).unwrap();
+        assert_eq!(*noted.borrow(), ["\"x/*.md\" matches nothing in ctx"]);
+        // --exclude is relative to the source.
+        let s = select(&t, &["app/".into()], &["storage/views".into()], "ctx", &none).unwrap();
+        assert_eq!(s[0].under, ["app/index.php", "app/storage"]);
+        // The --parents pivot.
+        let s = select(&t, &["./x/./y/a.txt".into()], &[], "ctx", &none).unwrap();
+        assert_eq!(s[0].keep, "y/a.txt");
+        let s = select(&t, &["x/*/a.txt".into()], &[], "ctx", &none).unwrap();
+        assert_eq!((s[0].keep.as_str(), s[0].rel.as_str()), ("x/y/a.txt", "x/y/a.txt"));
     }
 
     #[test]

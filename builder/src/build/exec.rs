@@ -111,10 +111,11 @@ impl Builder<'_> {
                 Ok(())
             });
             let written = (move || -> Result<LayerRecord> {
-                let w = self.store.ingest()?;
+                let w = super::cancel::Checked::new(self.store.ingest()?, &self.cancel);
                 let tee = Tee { inner: w, tx: Some(tx), buf: Vec::with_capacity(TEE_CHUNK) };
-                let w = rbuild_image::layer::write_layer(changes, tee, &opts)?.finish();
-                let (diff_id, size) = w.commit(None, None)?;
+                let w =
+                    rbuild_image::layer::write_layer(changes, tee, &opts).map_err(|e| self.cancelled_or(e.into()))?;
+                let (diff_id, size) = w.finish().into_inner().commit(None, None)?;
                 Ok(LayerRecord { diff_id, size })
             })();
             (written, applier.join())

@@ -378,7 +378,7 @@ impl<'a> Builder<'a> {
                     let tree = self.ctx.entries()?;
                     let sel =
                         copy::select(tree, &c.sources, &c.exclude, "the build context", &|p| self.missing_hint(p))?;
-                    copy::hash_selection(tree, &sel, &self.stat, false)
+                    copy::hash_selection(tree, &sel, &self.stat, false, &self.cancel)
                 }
                 SourceRef::Stage { index, .. } => Ok(self.stage_state(*index)?.key),
                 SourceRef::Image { reference } => Ok(self.resolver.base(reference)?.manifest.digest().to_string()),
@@ -397,7 +397,7 @@ impl<'a> Builder<'a> {
                                 "the build context",
                                 &|p| self.missing_hint(p),
                             )?;
-                            parts.push_str(&copy::hash_selection(tree, &sel, &self.stat, false)?);
+                            parts.push_str(&copy::hash_selection(tree, &sel, &self.stat, false, &self.cancel)?);
                         }
                         Some(SourceRef::Stage { index, .. }) => parts.push_str(&self.stage_state(*index)?.key),
                         Some(SourceRef::Image { reference }) => {
@@ -585,7 +585,9 @@ impl<'a> Builder<'a> {
                 std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
                 self.ensure_all_local(&st.layers)?;
                 for l in &st.layers {
-                    rbuild_image::layer::apply_layer(self.store.open_blob(&l.desc.digest)?, &dir, &Default::default())?;
+                    let blob = super::cancel::Checked::new(self.store.open_blob(&l.desc.digest)?, &self.cancel);
+                    rbuild_image::layer::apply_layer(blob, &dir, &Default::default())
+                        .map_err(|e| self.cancelled_or(e.into()))?;
                 }
                 Ok(dir.clone())
             };
@@ -600,10 +602,16 @@ impl<'a> Builder<'a> {
             return Ok(None);
         }
         let opts = WriterOptions { source_date_epoch: self.req.source_date_epoch, xattrs: true };
-        let w = self.store.ingest()?;
-        let w = rbuild_image::layer::write_layer(changes, w, &opts)?;
-        let (diff_id, size) = w.commit(None, None)?;
+        let w = super::cancel::Checked::new(self.store.ingest()?, &self.cancel);
+        let w = rbuild_image::layer::write_layer(changes, w, &opts).map_err(|e| self.cancelled_or(e.into()))?;
+        let (diff_id, size) = w.into_inner().commit(None, None)?;
         Ok(Some(LayerRecord { diff_id, size }))
+    }
+
+    /// `e`, or [`Error::Cancelled`] when the build was cancelled meanwhile (a stream that
+    /// stopped on the flag fails with an I/O error).
+    pub(crate) fn cancelled_or(&self, e: Error) -> Error {
+        if self.cancel.load(std::sync::atomic::Ordering::SeqCst) { Error::Cancelled } else { e }
     }
 
     // ----- steps -----
@@ -684,7 +692,9 @@ impl<'a> Builder<'a> {
             }
             SourceRef::Context => {
                 let tree = self.ctx.entries()?;
-                let sel = copy::select(tree, &c.sources, &c.exclude, "the build context", &|p| self.missing_hint(p))?;
+                let note = |w: &str| self.progress.note(n, &format!("warning: {w}"));
+                let hint = |p: &str| self.missing_hint(p);
+                let sel = copy::select_noting(tree, &c.sources, &c.exclude, "the build context", &hint, &note)?;
                 placement.default_owner = Some((0, 0));
                 if c.add {
                     let (archives, plain): (Vec<_>, Vec<_>) =
@@ -704,14 +714,14 @@ impl<'a> Builder<'a> {
             SourceRef::Stage { index, .. } => {
                 let st = self.stage_state(*index)?;
                 let dir = self.materialize(&st)?;
-                let tree = tree_under(&dir, &c.sources)?;
+                let tree = copy::tree_of_root(&dir)?;
                 let sel = copy::select(&tree, &c.sources, &c.exclude, &format!("stage {index}"), &|_| None)?;
                 changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
             }
             SourceRef::Image { reference } => {
                 let b = self.resolver.base(reference)?;
                 let dir = self.materialize(&state_of_image(&b))?;
-                let tree = tree_under(&dir, &c.sources)?;
+                let tree = copy::tree_of_root(&dir)?;
                 let sel = copy::select(&tree, &c.sources, &c.exclude, reference, &|_| None)?;
                 changes.extend(copy::plan(&tree, &sel, &placement, v.as_ref())?);
             }
@@ -761,36 +771,6 @@ fn dedupe(changes: Vec<Change>) -> Vec<Change> {
 fn set_mode(p: &std::path::Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(Error::io(p))
-}
-
-/// The tree of a materialized rootfs, limited to what `sources` can reach.
-fn tree_under(dir: &std::path::Path, sources: &[String]) -> Result<Tree> {
-    let mut t = Tree::new();
-    t.insert(String::new(), dir.to_path_buf());
-    // The longest prefix of each source without wildcards bounds the walk.
-    for s in sources {
-        let clean = view::clean(s);
-        let fixed: Vec<&str> = clean.split('/').take_while(|c| !super::glob::has_meta(c)).collect();
-        let base = fixed.join("/");
-        let mut cur = String::new();
-        for comp in &fixed {
-            cur = if cur.is_empty() { comp.to_string() } else { format!("{cur}/{comp}") };
-            t.insert(cur.clone(), dir.join(&cur));
-        }
-        let start = if base.is_empty() { dir.to_path_buf() } else { dir.join(&base) };
-        if std::fs::symlink_metadata(&start).is_err() {
-            t.remove(&base);
-            continue;
-        }
-        for e in walkdir::WalkDir::new(&start).follow_links(false).min_depth(1) {
-            let e = e.map_err(|e| Error::Invalid(format!("walking {}: {e}", start.display())))?;
-            let rel = e.path().strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
-            t.insert(rel, e.into_path());
-        }
-    }
-    // Drop made-up prefixes that do not exist.
-    t.retain(|_, p| std::fs::symlink_metadata(p).is_ok());
-    Ok(t)
 }
 
 /// Is this ADD source fetched from elsewhere (a URL or a git repository)?

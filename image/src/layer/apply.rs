@@ -67,6 +67,10 @@ pub struct ApplyOptions {
     /// there are skipped (counted in [`ApplyStats::skipped`]), and refused `trusted.*`
     /// xattrs are ignored.
     pub userns: bool,
+    /// Skip (count in [`ApplyStats::skipped`]) an entry that names the root but is not a
+    /// directory, such as a file with an empty name, instead of refusing the layer: ADD's
+    /// archives, which Docker's and BuildKit's unpackers read that way.
+    pub lenient_root: bool,
 }
 
 /// How entry paths are resolved under the target. Both contain every path the same way.
@@ -88,6 +92,7 @@ impl Default for ApplyOptions {
             xattrs: true,
             resolve: Resolve::Auto,
             userns: false,
+            lenient_root: false,
         }
     }
 }
@@ -418,6 +423,10 @@ impl Applier {
 
         if comps.is_empty() {
             if !kind.is_dir() {
+                if self.opts.lenient_root {
+                    self.stats.skipped += 1;
+                    return Ok(());
+                }
                 return Err(unsafe_entry(name, "only a directory can stand for the layer root"));
             }
             return self.root_dir(&meta, name);

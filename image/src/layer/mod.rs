@@ -19,7 +19,7 @@
 pub mod apply;
 pub mod compress;
 pub mod pgzip;
-mod sys;
+pub(crate) mod sys;
 pub mod writer;
 
 pub use apply::{ApplyOptions, ApplyStats, OverlayXattr, Resolve, WhiteoutMode, apply_layer, apply_tar};
