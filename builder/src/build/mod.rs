@@ -281,7 +281,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
         progress.message(&format!("WARNING: {}", w.headline()));
     }
     let graph = lowered.graph;
-    check_entitlements(&graph, &req.allow)?;
+    check_entitlements(&graph, &req.allow).map_err(|e| Error::Frontend(e.render(&dockerfile_name, &text)))?;
     if req.dry_run {
         return Ok(Built {
             image_id: Digest::sha256_of(b""),
