@@ -446,6 +446,8 @@ mod tests {
     struct Fake {
         calls: RefCell<Vec<String>>,
         files: RefCell<HashMap<PathBuf, FileKind>>,
+        /// Symlinks: container path -> where it points (absolute).
+        links: RefCell<HashMap<String, String>>,
         no_mknod: bool,
     }
 
@@ -519,7 +521,9 @@ mod tests {
             Some((0o755, 0, 0))
         }
         fn resolve(&self, root: &Path, path: &str) -> Result<PathBuf> {
-            Ok(root.join(crate::util::clean_abs(path).trim_start_matches('/')))
+            let clean = crate::util::clean_abs(path);
+            let p = self.links.borrow().get(&clean).cloned().unwrap_or(clean);
+            Ok(root.join(p.trim_start_matches('/')))
         }
         fn locked_flags(&self, _path: &Path) -> MsFlags {
             MsFlags::empty()
@@ -548,7 +552,64 @@ mod tests {
             cwd: "/".into(),
             user: None,
             tty: false,
+            caps: vec![],
+            seccomp: vec![],
+            no_new_privs: false,
+            unmasked: false,
+            devices: vec![],
         }
+    }
+
+    #[test]
+    fn a_dangling_link_target_is_made_where_it_points_inside_the_root() {
+        let fake = Fake::default();
+        fake.links.borrow_mut().insert("/etc/resolv.conf".into(), "/run/systemd/resolve/stub-resolv.conf".into());
+        let mut st = Stage::new(&fake, Path::new("/r"), Path::new("/s"), false);
+        let m = InitMount::File {
+            target: "/etc/resolv.conf".into(),
+            content: b"nameserver 1.1.1.1\n".to_vec(),
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            readonly: false,
+            injected: true,
+        };
+        st.run(&[Op::User(m)]).unwrap();
+        let calls = fake.calls.borrow().join("\n");
+        for want in [
+            "mkdir /r/run\n",
+            "mkdir /r/run/systemd\n",
+            "mkdir /r/run/systemd/resolve\n",
+            "touch /r/run/systemd/resolve/stub-resolv.conf\n",
+        ] {
+            assert!(calls.contains(want), "{want}: {calls}");
+        }
+        assert!(calls.contains("mount /s/files/f1 /r/run/systemd/resolve/stub-resolv.conf"), "{calls}");
+        assert_eq!(st.created.targets, ["/run/systemd/resolve/stub-resolv.conf"]);
+        assert_eq!(st.created.parents, ["/run", "/run/systemd", "/run/systemd/resolve"]);
+    }
+
+    #[test]
+    fn devices_are_made_and_privileged_runs_are_unmasked() {
+        let mut s = spec(vec![]);
+        s.devices.push(InitDevice {
+            host: "/dev/loop-control".into(),
+            target: "/dev/lc".into(),
+            block: false,
+            major: 10,
+            minor: 237,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        });
+        let ops = plan(&s);
+        assert!(ops.iter().any(|o| matches!(o, Op::Mask(_))));
+        let fake = Fake::default();
+        let mut st = Stage::new(&fake, Path::new("/r"), Path::new("/s"), false);
+        st.run(&ops).unwrap();
+        assert!(fake.calls.borrow().iter().any(|c| c == "mknod /r/dev/lc c 10:237"), "{:?}", fake.calls.borrow());
+        s.unmasked = true;
+        assert!(!plan(&s).iter().any(|o| matches!(o, Op::Mask(_) | Op::ReadOnly(_))));
     }
 
     #[test]
