@@ -26,10 +26,8 @@ fn busybox_tree(dir: &std::path::Path) {
 /// creation and removal on their own.
 fn confinement_costs(sb: &Sandbox, spec: &RunSpec, n: usize) {
     use rbuild_builder::sandbox::{Seccomp, Security, caps, cgroup, seccomp};
-    let unconfined = RunSpec {
-        security: Security { seccomp: Seccomp::Unconfined, ..Default::default() },
-        ..spec.clone()
-    };
+    let unconfined =
+        RunSpec { security: Security { seccomp: Seccomp::Unconfined, ..Default::default() }, ..spec.clone() };
     // Interleaved, so a machine busy with something else slows both alike.
     let (mut with, mut without) = (0.0, 0.0);
     for _ in 0..n {

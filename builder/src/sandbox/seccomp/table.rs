@@ -4,7 +4,7 @@
 
 /// `(name, number)` of every system call of the target, sorted by name (bytes).
 #[cfg(target_arch = "x86_64")]
-pub const TABLE: &[(&str, libc::c_long)] = &[
+pub const TABLE: &[(&str, i64)] = &[
     ("_sysctl", libc::SYS__sysctl),
     ("accept", libc::SYS_accept),
     ("accept4", libc::SYS_accept4),
@@ -369,7 +369,7 @@ pub const TABLE: &[(&str, libc::c_long)] = &[
 
 /// `(name, number)` of every system call of the target, sorted by name (bytes).
 #[cfg(target_arch = "aarch64")]
-pub const TABLE: &[(&str, libc::c_long)] = &[
+pub const TABLE: &[(&str, i64)] = &[
     ("accept", libc::SYS_accept),
     ("accept4", libc::SYS_accept4),
     ("acct", libc::SYS_acct),
@@ -676,9 +676,9 @@ pub const TABLE: &[(&str, libc::c_long)] = &[
 
 /// No table: every profile names unknown calls only (no filter can be built).
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub const TABLE: &[(&str, libc::c_long)] = &[];
+pub const TABLE: &[(&str, i64)] = &[];
 
 /// The number of the system call `name` on this architecture.
 pub fn number(name: &str) -> Option<i64> {
-    TABLE.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| TABLE[i].1 as i64)
+    TABLE.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| TABLE[i].1)
 }
