@@ -101,13 +101,16 @@ impl Cgroup {
             return Ok(None);
         }
         let cg = Cgroup { dir };
-        let write = |file: &str, line: &str| {
+        // One rule per write(2), on one open file each.
+        for (file, lines) in
+            [("devices.deny", vec!["a".to_string()]), ("devices.allow", rules.iter().map(DeviceRule::line).collect())]
+        {
             let p = cg.dir.join(file);
-            std::fs::write(&p, line).map_err(|e| Error::Sandbox(format!("{} <- {line:?}: {e}", p.display())))
-        };
-        write("devices.deny", "a")?;
-        for r in rules {
-            write("devices.allow", &r.line())?;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&p).map_err(Error::io(&p))?;
+            for line in lines {
+                std::io::Write::write_all(&mut f, line.as_bytes())
+                    .map_err(|e| Error::Sandbox(format!("{} <- {line:?}: {e}", p.display())))?;
+            }
         }
         Ok(Some(cg))
     }
