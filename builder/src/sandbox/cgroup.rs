@@ -101,16 +101,21 @@ impl Cgroup {
             return Ok(None);
         }
         let cg = Cgroup { dir };
-        // One rule per write(2), on one open file each.
-        for (file, lines) in
-            [("devices.deny", vec!["a".to_string()]), ("devices.allow", rules.iter().map(DeviceRule::line).collect())]
-        {
-            let p = cg.dir.join(file);
-            let mut f = std::fs::OpenOptions::new().write(true).open(&p).map_err(Error::io(&p))?;
-            for line in lines {
-                std::io::Write::write_all(&mut f, line.as_bytes())
-                    .map_err(|e| Error::Sandbox(format!("{} <- {line:?}: {e}", p.display())))?;
+        // One rule per write(2), on one open file each. A parent cgroup that forbids one of
+        // them (nested containers) makes the whole cgroup useless: none, and no CAP_MKNOD.
+        let write = || -> std::io::Result<()> {
+            let allow: Vec<String> = rules.iter().map(DeviceRule::line).collect();
+            for (file, lines) in [("devices.deny", vec!["a".to_string()]), ("devices.allow", allow)] {
+                let mut f = std::fs::OpenOptions::new().write(true).open(cg.dir.join(file))?;
+                for line in lines {
+                    std::io::Write::write_all(&mut f, line.as_bytes())?;
+                }
             }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!("devices cgroup {}: writing the rules: {e}", cg.dir.display());
+            return Ok(None);
         }
         Ok(Some(cg))
     }
