@@ -474,8 +474,10 @@ impl Sandbox {
         } else {
             let cg = cgroup::Cgroup::create(&rules)?;
             if cg.is_none() {
-                // Without device rules, a node made with mknod opens the host's device.
+                // Without device rules, a node made with mknod, or brought by a layer, opens
+                // the host's device.
                 caps.retain(|c| *c != caps::MKNOD);
+                init.nodev = true;
             }
             cg
         };
@@ -601,6 +603,7 @@ impl Sandbox {
             no_new_privs: false,
             unmasked: false,
             devices: Vec::new(),
+            nodev: false,
         }
     }
 }

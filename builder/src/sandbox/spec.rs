@@ -294,6 +294,9 @@ pub(crate) struct InitSpec {
     /// Device nodes to make in /dev (`--device`).
     #[serde(default)]
     pub devices: Vec<InitDevice>,
+    /// Mount the root filesystem nodev (no device cgroup confines this run).
+    #[serde(default)]
+    pub nodev: bool,
 }
 
 /// A device node the init makes (or binds, rootless) in the container.

@@ -46,6 +46,8 @@ pub trait Sys {
     /// The flags of the mount holding `path` that a bind remount must keep (nosuid,
     /// nodev, noexec, atime flags: locked in a user namespace).
     fn locked_flags(&self, path: &Path) -> MsFlags;
+    /// `MS_RDONLY` when the mount holding `path` is read-only (a remount must keep it).
+    fn readonly_flag(&self, path: &Path) -> MsFlags;
 }
 
 /// The real thing.
@@ -140,6 +142,12 @@ impl Sys for Real {
 
     fn resolve(&self, root: &Path, path: &str) -> Result<PathBuf> {
         crate::util::secure_join(root, path)
+    }
+
+    fn readonly_flag(&self, path: &Path) -> MsFlags {
+        let ro =
+            nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+        if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() }
     }
 
     fn locked_flags(&self, path: &Path) -> MsFlags {

@@ -35,6 +35,9 @@ pub const DEVICES: &[(&str, u64, u64)] =
 pub enum Op {
     /// Mount the root filesystem at the sandbox's rootfs directory.
     Rootfs(Vec<Mount>),
+    /// Make the root filesystem nodev: no device rules confine this sandbox, and a node an
+    /// image layer brought would open the host's device.
+    NoDev,
     /// A fresh /proc of the new pid namespace.
     Proc,
     /// A tmpfs /dev with the standard nodes, devpts and shm.
@@ -54,7 +57,11 @@ pub enum Op {
 /// The mount stage of `spec`, in order. Mounts run parents first (fewest path components
 /// first, keeping the spec's order otherwise), like Docker.
 pub fn plan(spec: &InitSpec) -> Vec<Op> {
-    let mut ops = vec![Op::Rootfs(spec.rootfs.clone()), Op::Proc, Op::Dev];
+    let mut ops = vec![Op::Rootfs(spec.rootfs.clone())];
+    if spec.nodev {
+        ops.push(Op::NoDev);
+    }
+    ops.extend([Op::Proc, Op::Dev]);
     ops.extend(spec.devices.iter().cloned().map(Op::Device));
     ops.push(Op::Sys);
     if !spec.unmasked {
@@ -122,6 +129,11 @@ impl<'a> Stage<'a> {
             Op::Rootfs(mounts) => {
                 let rootfs = self.rootfs.clone();
                 mount_all(sys, mounts, &rootfs)
+            }
+            Op::NoDev => {
+                let keep = sys.locked_flags(&self.rootfs) | sys.readonly_flag(&self.rootfs);
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV | keep;
+                sys.mount("", &self.rootfs, "", flags, "")
             }
             Op::Proc => {
                 let t = self.target("/proc", FileKind::Dir, false)?;
@@ -525,6 +537,9 @@ mod tests {
             let p = self.links.borrow().get(&clean).cloned().unwrap_or(clean);
             Ok(root.join(p.trim_start_matches('/')))
         }
+        fn readonly_flag(&self, _path: &Path) -> MsFlags {
+            MsFlags::empty()
+        }
         fn locked_flags(&self, _path: &Path) -> MsFlags {
             MsFlags::empty()
         }
@@ -557,7 +572,21 @@ mod tests {
             no_new_privs: false,
             unmasked: false,
             devices: vec![],
+            nodev: false,
         }
+    }
+
+    #[test]
+    fn without_device_rules_the_rootfs_is_nodev() {
+        let mut s = spec(vec![]);
+        assert!(!plan(&s).contains(&Op::NoDev));
+        s.nodev = true;
+        let ops = plan(&s);
+        assert_eq!(ops[1], Op::NoDev);
+        let fake = Fake::default();
+        let mut st = Stage::new(&fake, Path::new("/r"), Path::new("/s"), false);
+        st.run(&ops[1..2]).unwrap();
+        assert!(fake.calls.borrow().iter().any(|c| c == "mount /r remount"), "{:?}", fake.calls.borrow());
     }
 
     #[test]
