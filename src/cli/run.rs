@@ -50,7 +50,8 @@ pub struct Args {
     /// Drop a Linux capability (CAP_MKNOD, ALL...).
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
-    /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format), no-new-privileges.
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format), no-new-privileges
+    /// (apparmor=unconfined and label=disable are accepted and change nothing).
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of rwm).
@@ -91,6 +92,8 @@ pub fn security(args: &Args) -> anyhow::Result<Security> {
             }
             ("no-new-privileges", "" | "true") => sec.no_new_privileges = true,
             ("no-new-privileges", "false") => sec.no_new_privileges = false,
+            // Nothing to loosen: rbuild applies neither AppArmor nor SELinux labels.
+            ("apparmor", "unconfined") | ("label", "disable") => {}
             _ => anyhow::bail!(
                 "--security-opt {o}: unsupported (seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges)"
             ),
@@ -147,6 +150,42 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> anyhow::Result<Security> {
+        use clap::Parser;
+        let mut full = vec!["run"];
+        full.extend_from_slice(argv);
+        full.push("img");
+        security(&Cli::try_parse_from(full)?.args)
+    }
+
+    #[test]
+    fn security_flags() {
+        let s = parse(&["--cap-add", "NET_RAW", "--cap-drop=MKNOD", "--security-opt", "no-new-privileges"]).unwrap();
+        assert_eq!((s.cap_add, s.cap_drop, s.no_new_privileges), (vec!["NET_RAW".into()], vec!["MKNOD".into()], true));
+        assert_eq!(parse(&["--security-opt", "seccomp=unconfined"]).unwrap().seccomp, Seccomp::Unconfined);
+        assert_eq!(parse(&["--security-opt", "seccomp:unconfined"]).unwrap().seccomp, Seccomp::Unconfined);
+        assert_eq!(parse(&["--security-opt", "apparmor=unconfined"]).unwrap(), Security::default());
+        let d = parse(&["--device", "/dev/fuse", "--device", "/dev/sda:/dev/xvda:r"]).unwrap().devices;
+        assert_eq!(d[0], Device { host: "/dev/fuse".into(), container: "/dev/fuse".into(), access: "rwm".into() });
+        assert_eq!(d[1], Device { host: "/dev/sda".into(), container: "/dev/xvda".into(), access: "r".into() });
+        for (bad, want) in [
+            (&["--security-opt", "seccomp=/nonexistent.json"][..], "/nonexistent.json"),
+            (&["--security-opt", "bogus"][..], "bogus"),
+            (&["--cap-add", "FLY"][..], "FLY"),
+            (&["--device", "dev/x"][..], "absolute"),
+            (&["--device", "/a:/b:rwx"][..], "permissions"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn env_lines() {
