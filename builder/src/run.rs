@@ -102,6 +102,8 @@ pub struct ContainerOptions {
     pub stdin: bool,
     /// `-t`.
     pub tty: bool,
+    /// `--cap-add`, `--cap-drop`, `--security-opt`, `--device`.
+    pub security: crate::sandbox::Security,
 }
 
 /// The argv a container runs, by Docker's rules: `--entrypoint` replaces the image's
@@ -276,6 +278,7 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
         hostname: Some(hostname),
         network: opts.network,
         mounts: mounts_spec,
+        security: opts.security.clone(),
         ..Default::default()
     };
     let out = sandbox.run(&spec, RunIo::inherit(opts.stdin, opts.tty))?;

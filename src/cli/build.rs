@@ -42,6 +42,9 @@ pub struct Args {
     /// Network for RUN: default, host or none.
     #[arg(long)]
     pub network: Option<String>,
+    /// Allow an entitlement: security.insecure (RUN --security=insecure: every capability, no seccomp).
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
     /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]; repeatable.
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
@@ -172,6 +175,12 @@ pub fn request(args: &Args) -> anyhow::Result<BuildRequest> {
             anyhow::bail!("--network {n}: use default, host or none");
         }
         req.network = Some(n.clone());
+    }
+    for a in &args.allow {
+        if a != "security.insecure" {
+            anyhow::bail!("--allow {a}: unknown entitlement (security.insecure)");
+        }
+        req.allow.push(a.clone());
     }
     for s in &args.secrets {
         let (id, src) = secret(s)?;

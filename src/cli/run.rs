@@ -2,7 +2,7 @@
 //! `docker run`. Flags become a validated [`ContainerOptions`]; rbuild-builder does the rest.
 
 use rbuild_builder::run::{ContainerOptions, Volume, run_container};
-use rbuild_builder::sandbox::{Network, Sandbox};
+use rbuild_builder::sandbox::{Device, Network, Sandbox, Seccomp, Security, seccomp::Profile};
 use std::path::PathBuf;
 
 /// Flags of `rbuild run`.
@@ -44,6 +44,19 @@ pub struct Args {
     /// The container's hostname (default: the first 12 characters of its ID).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Add a Linux capability (CAP_NET_RAW, NET_ADMIN, ALL...).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (CAP_MKNOD, ALL...).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format), no-new-privileges
+    /// (apparmor=unconfined and label=disable are accepted and change nothing).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of rwm).
+    #[arg(long = "device", value_name = "HOST[:CTR][:rwm]")]
+    pub device: Vec<String>,
     /// The image: name[:tag], a digest or an image ID (prefix).
     pub image: String,
     /// The command and its arguments (replace the image's CMD).
@@ -62,6 +75,34 @@ fn env_entry(s: &str, from: &str) -> anyhow::Result<Option<String>> {
         // KEY alone: this process's value, or nothing when unset (like docker).
         None => Ok(std::env::var(s.trim()).ok().map(|v| format!("{}={v}", s.trim()))),
     }
+}
+
+/// `--cap-add`, `--cap-drop`, `--security-opt` and `--device` as a [`Security`].
+pub fn security(args: &Args) -> anyhow::Result<Security> {
+    let mut sec = Security { cap_add: args.cap_add.clone(), cap_drop: args.cap_drop.clone(), ..Default::default() };
+    for o in &args.security_opt {
+        // docker takes `key=value` and the old `key:value`.
+        let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+        match (k, v) {
+            ("seccomp", "unconfined") => sec.seccomp = Seccomp::Unconfined,
+            ("seccomp", "") => anyhow::bail!("--security-opt {o}: seccomp=unconfined or seccomp=PROFILE.json"),
+            ("seccomp", file) => {
+                let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("--security-opt {o}: {file}: {e}"))?;
+                sec.seccomp = Seccomp::Profile(Box::new(Profile::from_json(&bytes, file)?));
+            }
+            ("no-new-privileges", "" | "true") => sec.no_new_privileges = true,
+            ("no-new-privileges", "false") => sec.no_new_privileges = false,
+            // Nothing to loosen: rbuild applies neither AppArmor nor SELinux labels.
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => anyhow::bail!(
+                "--security-opt {o}: unsupported (seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges)"
+            ),
+        }
+    }
+    sec.devices = args.device.iter().map(|d| Device::parse(d)).collect::<Result<_, _>>()?;
+    // The capability names are checked here, before the image is unpacked.
+    rbuild_builder::sandbox::caps::effective(&sec.cap_add, &sec.cap_drop, true)?;
+    Ok(sec)
 }
 
 /// Turn the flags into container options.
@@ -91,6 +132,7 @@ pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
         rm: args.rm,
         stdin: args.interactive,
         tty: args.tty,
+        security: security(args)?,
     })
 }
 
@@ -111,6 +153,42 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> anyhow::Result<Security> {
+        use clap::Parser;
+        let mut full = vec!["run"];
+        full.extend_from_slice(argv);
+        full.push("img");
+        security(&Cli::try_parse_from(full)?.args)
+    }
+
+    #[test]
+    fn security_flags() {
+        let s = parse(&["--cap-add", "NET_RAW", "--cap-drop=MKNOD", "--security-opt", "no-new-privileges"]).unwrap();
+        assert_eq!((s.cap_add, s.cap_drop, s.no_new_privileges), (vec!["NET_RAW".into()], vec!["MKNOD".into()], true));
+        assert_eq!(parse(&["--security-opt", "seccomp=unconfined"]).unwrap().seccomp, Seccomp::Unconfined);
+        assert_eq!(parse(&["--security-opt", "seccomp:unconfined"]).unwrap().seccomp, Seccomp::Unconfined);
+        assert_eq!(parse(&["--security-opt", "apparmor=unconfined"]).unwrap(), Security::default());
+        let d = parse(&["--device", "/dev/fuse", "--device", "/dev/sda:/dev/xvda:r"]).unwrap().devices;
+        assert_eq!(d[0], Device { host: "/dev/fuse".into(), container: "/dev/fuse".into(), access: "rwm".into() });
+        assert_eq!(d[1], Device { host: "/dev/sda".into(), container: "/dev/xvda".into(), access: "r".into() });
+        for (bad, want) in [
+            (&["--security-opt", "seccomp=/nonexistent.json"][..], "/nonexistent.json"),
+            (&["--security-opt", "bogus"][..], "bogus"),
+            (&["--cap-add", "FLY"][..], "FLY"),
+            (&["--device", "dev/x"][..], "absolute"),
+            (&["--device", "/a:/b:rwx"][..], "permissions"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn env_lines() {

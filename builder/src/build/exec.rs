@@ -306,6 +306,11 @@ impl Builder<'_> {
             ssh_agents: self.req.ssh.clone(),
             extra_hosts: Vec::new(),
             timeout: None,
+            // Only reachable with --allow security.insecure (checked before the build).
+            security: crate::sandbox::Security {
+                privileged: e.security == rbuild_frontend::graph::SecurityMode::Insecure,
+                ..Default::default()
+            },
         };
         let sandbox = self.sandbox()?;
         let progress = self.progress.clone();

@@ -121,6 +121,8 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// `--network` (`default`, `host`, `none`).
     pub network: Option<String>,
+    /// `--allow`: entitlements (`security.insecure`).
+    pub allow: Vec<String>,
     /// `--secret`.
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--ssh`.
@@ -185,6 +187,30 @@ fn host_platform() -> (Platform, FrontendPlatform) {
         variant: p.variant.clone().unwrap_or_default(),
     };
     (p, f)
+}
+
+/// `RUN --security=insecure` runs only when the build was started with `--allow
+/// security.insecure` (BuildKit's entitlement): refuse the build up front, naming the step.
+fn check_entitlements(graph: &rbuild_frontend::BuildGraph, allow: &[String]) -> Result<()> {
+    if allow.iter().any(|a| a == "security.insecure") {
+        return Ok(());
+    }
+    let steps = graph.stages.iter().flat_map(|s| &s.steps);
+    for step in steps {
+        if let rbuild_frontend::graph::Op::Exec(e) = &step.op {
+            if e.security == rbuild_frontend::graph::SecurityMode::Insecure {
+                return Err(Error::Step {
+                    span: step.span,
+                    instruction: step.description.clone(),
+                    message: "RUN --security=insecure is not allowed: start the build with \
+                              --allow security.insecure to run this step with every capability and no seccomp"
+                        .into(),
+                    tail: Vec::new(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run a build.
@@ -254,6 +280,7 @@ pub fn build(store: &Store, req: &BuildRequest, progress: Arc<Progress>, cancel:
     let lowered = rbuild_frontend::lower(&ast, &opts, &fr).map_err(|e| Error::Frontend(e.render(&text)))?;
     lints::report(&text, &dockerfile_name, &opts, &resolver, &progress)?;
     let graph = lowered.graph;
+    check_entitlements(&graph, &req.allow).map_err(|e| Error::Frontend(e.render(&dockerfile_name, &text)))?;
     if req.dry_run {
         return Ok(Built {
             image_id: Digest::sha256_of(b""),

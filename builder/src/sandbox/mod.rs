@@ -14,17 +14,23 @@
 //! layers ([`Sandbox::apply_layer`], [`Sandbox::layer_applier`]), copies snapshot trees
 //! ([`Sandbox::copy_tree`]) and removes them ([`Sandbox::remove_tree`]).
 
+pub mod caps;
+pub mod cgroup;
 pub mod idmap;
 pub(crate) mod init;
+pub mod seccomp;
 pub mod spec;
 pub mod syscalls;
 pub mod tty;
 
 pub use idmap::{IdMap, IdRange};
-pub use spec::{BindSource, CacheSharing, DEFAULT_PATH, MountSpec, Network, RunOutcome, RunSpec, SecretSource};
+pub use spec::{
+    BindSource, CacheSharing, DEFAULT_PATH, Device, MountSpec, Network, RunOutcome, RunSpec, Seccomp, SecretSource,
+    Security,
+};
 
 use crate::error::{Error, Result};
-use spec::{InitMount, InitSpec};
+use spec::{InitDevice, InitMount, InitSpec};
 use std::collections::VecDeque;
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -302,9 +308,13 @@ impl Sandbox {
         for m in &spec.mounts {
             match m {
                 MountSpec::Bind { source: BindSource::Host(p), subpath, target, readonly } => {
-                    let src = crate::util::secure_join(p, subpath)?;
+                    // The whole source (a file too: joining "/" to a file names no file).
+                    let whole = subpath.trim_matches('/').is_empty();
+                    let src = if whole { p.clone() } else { crate::util::secure_join(p, subpath)? };
                     if !src.exists() {
-                        return Err(Error::Spec(format!("bind mount source {subpath} not found in {}", p.display())));
+                        let what =
+                            if whole { p.display().to_string() } else { format!("{subpath} in {}", p.display()) };
+                        return Err(Error::Spec(format!("bind mount source {what} (for {target}) not found")));
                     }
                     out.push(InitMount::Bind { source: src, target: target.clone(), readonly: *readonly });
                 }
@@ -426,7 +436,60 @@ impl Sandbox {
     }
 
     fn spawn_init(&self, spec: &InitSpec, stdio: [Stdio; 3]) -> Result<(std::process::Child, std::fs::File)> {
-        self.spawn_init_with(spec, stdio, None)
+        self.spawn_init_with(spec, stdio, None, None)
+    }
+
+    /// The capabilities, seccomp programs, device nodes and device cgroup of a run. The
+    /// cgroup (when one could be made) must live until the sandbox has exited.
+    fn confine(&self, spec: &RunSpec, init: &mut InitSpec) -> Result<Option<cgroup::Cgroup>> {
+        let sec = &spec.security;
+        let mut caps = if sec.privileged {
+            caps::all()
+        } else {
+            caps::effective(&sec.cap_add, &sec.cap_drop, spec.network == Network::Host)?
+        };
+        let mut rules = cgroup::default_rules();
+        for d in &sec.devices {
+            let (dev, block) = host_device(&d.host)?;
+            let (major, minor) = (nix::sys::stat::major(dev.st_rdev), nix::sys::stat::minor(dev.st_rdev));
+            rules.push(cgroup::DeviceRule {
+                kind: if block { 'b' } else { 'c' },
+                major: Some(major),
+                minor: Some(minor),
+                access: d.access.clone(),
+            });
+            init.devices.push(InitDevice {
+                host: d.host.clone(),
+                target: d.container.clone(),
+                block,
+                major,
+                minor,
+                mode: dev.st_mode & 0o7777,
+                uid: 0,
+                gid: 0,
+            });
+        }
+        let cg = if sec.privileged || self.rootless.is_some() {
+            None
+        } else {
+            let cg = cgroup::Cgroup::create(&rules)?;
+            if cg.is_none() {
+                // Without device rules, a node made with mknod, or brought by a layer, opens
+                // the host's device.
+                caps.retain(|c| *c != caps::MKNOD);
+                init.nodev = true;
+            }
+            cg
+        };
+        init.seccomp = match (&sec.seccomp, sec.privileged) {
+            (_, true) | (Seccomp::Unconfined, _) => Vec::new(),
+            (Seccomp::Default, _) => seccomp::default_programs(&caps)?,
+            (Seccomp::Profile(p), _) => seccomp::compile(p, &caps)?,
+        };
+        init.caps = caps;
+        init.no_new_privs = sec.no_new_privileges;
+        init.unmasked = sec.privileged;
+        Ok(cg)
     }
 
     /// Spawn the init: spec on fd 3, status on fd 4, `tty_sock` (if any) on fd 5, and,
@@ -438,6 +501,7 @@ impl Sandbox {
         spec: &InitSpec,
         stdio: [Stdio; 3],
         tty_sock: Option<OwnedFd>,
+        cgroup_procs: Option<i32>,
     ) -> Result<(std::process::Child, std::fs::File)> {
         let multi = spec.id_map.as_ref().filter(|m| m.is_multi());
         let (map_ours, map_theirs) = match multi {
@@ -455,10 +519,17 @@ impl Sandbox {
         let [i, o, e] = stdio;
         let mut cmd = Command::new(&self.exe);
         cmd.env(init::ENV, "1").stdin(i).stdout(o).stderr(e);
-        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, prctl, setpgid) between
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, write, prctl, setpgid) between
         // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // Into the sandbox's cgroup before anything runs (children inherit it), and
+                // before the fd shuffle below can reuse its number.
+                if let Some(fd) = cgroup_procs {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 // Copies above 10 first, so a source already on 3..6 is not clobbered.
                 let mut copies = [-1; 4];
                 for (k, fd) in [a, b, c, m].into_iter().enumerate() {
@@ -527,6 +598,12 @@ impl Sandbox {
             cwd: "/".into(),
             user: None,
             tty: false,
+            caps: caps::DEFAULT.to_vec(),
+            seccomp: Vec::new(),
+            no_new_privs: false,
+            unmasked: false,
+            devices: Vec::new(),
+            nodev: false,
         }
     }
 }
@@ -608,6 +685,19 @@ impl Sandbox {
                 let _ = self.remove_tree(&e.path());
             }
         }
+        if self.rootless.is_none() {
+            cgroup::cleanup_stale();
+        }
+    }
+}
+
+/// The stat of a `--device` path: it must be a character or block device.
+fn host_device(p: &Path) -> Result<(nix::sys::stat::FileStat, bool)> {
+    let st = nix::sys::stat::stat(p).map_err(Error::sys(format!("--device {}", p.display())))?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFCHR => Ok((st, false)),
+        libc::S_IFBLK => Ok((st, true)),
+        _ => Err(Error::Spec(format!("--device {}: not a device node", p.display()))),
     }
 }
 
@@ -809,6 +899,8 @@ impl Sandbox {
         init.cwd = if spec.cwd.is_empty() { "/".into() } else { spec.cwd.clone() };
         init.user = spec.user.clone().filter(|u| !u.is_empty());
         init.tty = io.tty;
+        let cgroup = self.confine(spec, &mut init)?;
+        let join = cgroup.as_ref().map(|c| c.procs()).transpose()?;
 
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::new(Mutex::new(VecDeque::new()));
         let mut readers = Vec::new();
@@ -830,7 +922,8 @@ impl Sandbox {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let (mut child, status) = self.spawn_init_with(&init, stdio, theirs)?;
+        let (mut child, status) = self.spawn_init_with(&init, stdio, theirs, join.as_ref().map(|f| f.as_raw_fd()))?;
+        drop(join);
         let pid = child.id() as i32;
         let mut raw = None;
         if let Some(sock) = ours {

@@ -153,6 +153,72 @@ pub struct RunSpec {
     pub extra_hosts: Vec<(String, String)>,
     /// Kill the whole sandbox after this long.
     pub timeout: Option<Duration>,
+    /// Capabilities, seccomp, devices.
+    pub security: Security,
+}
+
+/// What confines the command, and how it was loosened (`rbuild run --cap-add`,
+/// `--security-opt`, `--device`; `RUN --security=insecure`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `RUN --security=insecure` (with `--allow security.insecure`): every capability, no
+    /// seccomp, no device rules, no masked paths.
+    pub privileged: bool,
+    /// `--cap-add` (names, `ALL`).
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` (names, `ALL`).
+    pub cap_drop: Vec<String>,
+    /// The seccomp profile.
+    pub seccomp: Seccomp,
+    /// `--security-opt no-new-privileges`: setuid binaries and file capabilities give
+    /// nothing.
+    pub no_new_privileges: bool,
+    /// `--device`: host devices made available in the container.
+    pub devices: Vec<Device>,
+}
+
+/// Which seccomp filter the command runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    /// None (`--security-opt seccomp=unconfined`).
+    Unconfined,
+    /// A profile file (`--security-opt seccomp=FILE.json`).
+    Profile(Box<crate::sandbox::seccomp::Profile>),
+}
+
+/// A host device given to the container (`--device HOST[:CONTAINER][:rwm]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The device node on the host.
+    pub host: PathBuf,
+    /// Its path in the container (default: the host path).
+    pub container: String,
+    /// Some of `rwm` (default all).
+    pub access: String,
+}
+
+impl Device {
+    /// Parse `HOST[:CONTAINER][:PERMISSIONS]` as docker does.
+    pub fn parse(s: &str) -> crate::error::Result<Device> {
+        let bad = |why: &str| crate::error::Error::Spec(format!("--device {s}: {why}"));
+        let perms = |p: &str| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| "rwm".contains(c));
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, access) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, p] if perms(p) => (*h, *h, *p),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] if perms(p) => (*h, *c, *p),
+            [_, _, _] => return Err(bad("permissions must be some of r, w and m")),
+            _ => return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]")),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(bad("paths must be absolute"));
+        }
+        Ok(Device { host: host.into(), container: container.into(), access: access.into() })
+    }
 }
 
 /// What the sandbox sends back over its status pipe, and what a run yields.
@@ -213,6 +279,41 @@ pub(crate) struct InitSpec {
     pub cwd: String,
     pub user: Option<String>,
     pub tty: bool,
+    /// The capabilities the command keeps (numbers).
+    #[serde(default)]
+    pub caps: Vec<u32>,
+    /// Seccomp programs to install right before exec ([`crate::sandbox::seccomp::Programs`]).
+    #[serde(default)]
+    pub seccomp: Vec<Vec<u64>>,
+    /// Set no_new_privs before exec.
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// Leave Docker's masked and read-only paths alone (privileged).
+    #[serde(default)]
+    pub unmasked: bool,
+    /// Device nodes to make in /dev (`--device`).
+    #[serde(default)]
+    pub devices: Vec<InitDevice>,
+    /// Mount the root filesystem nodev (no device cgroup confines this run).
+    #[serde(default)]
+    pub nodev: bool,
+}
+
+/// A device node the init makes (or binds, rootless) in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InitDevice {
+    /// The host's node (bound when mknod is not possible).
+    pub host: PathBuf,
+    /// The path in the container.
+    pub target: String,
+    /// Block device (else character).
+    pub block: bool,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits of the node.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A layer the init applies as root of the rootless user namespace, so its files get

@@ -25,6 +25,12 @@ pub trait Sys {
     fn touch(&self, path: &Path, mode: u32) -> Result<()>;
     /// mknod(2) of a character device.
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<()>;
+    /// mknod(2) of a character or block device, exactly `mode`.
+    fn mknod_dev(&self, path: &Path, mode: u32, block: bool, major: u64, minor: u64) -> Result<()>;
+    /// unlink(2).
+    fn remove_file(&self, path: &Path) -> Result<()>;
+    /// lchown(2).
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<()>;
     /// symlink(2).
     fn symlink(&self, target: &str, path: &Path) -> Result<()>;
     /// Write a new file with these bytes and mode, owned by uid:gid.
@@ -40,6 +46,8 @@ pub trait Sys {
     /// The flags of the mount holding `path` that a bind remount must keep (nosuid,
     /// nodev, noexec, atime flags: locked in a user namespace).
     fn locked_flags(&self, path: &Path) -> MsFlags;
+    /// `MS_RDONLY` when the mount holding `path` is read-only (a remount must keep it).
+    fn readonly_flag(&self, path: &Path) -> MsFlags;
 }
 
 /// The real thing.
@@ -86,6 +94,23 @@ impl Sys for Real {
             .map_err(Error::sys(format!("mknod {}", path.display())))
     }
 
+    fn mknod_dev(&self, path: &Path, mode: u32, block: bool, major: u64, minor: u64) -> Result<()> {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        let kind = if block { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+        mknod(path, kind, Mode::from_bits_truncate(mode), makedev(major, minor))
+            .map_err(Error::sys(format!("mknod {}", path.display())))?;
+        // mknod applies the umask; the node gets the host's mode.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(Error::io(path))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        std::fs::remove_file(path).map_err(Error::io(path))
+    }
+
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(Error::io(path))
+    }
+
     fn symlink(&self, target: &str, path: &Path) -> Result<()> {
         match std::os::unix::fs::symlink(target, path) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -117,6 +142,12 @@ impl Sys for Real {
 
     fn resolve(&self, root: &Path, path: &str) -> Result<PathBuf> {
         crate::util::secure_join(root, path)
+    }
+
+    fn readonly_flag(&self, path: &Path) -> MsFlags {
+        let ro =
+            nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+        if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() }
     }
 
     fn locked_flags(&self, path: &Path) -> MsFlags {

@@ -257,7 +257,9 @@ fn pid1(spec: &InitSpec) -> Result<(i32, i32)> {
                 libc::dup2(fd, 2);
             }
         }
-        let (msg, code) = process::exec(&spec.args, &env, &cwd, &user, spec.tty);
+        let confine =
+            process::Confinement { caps: &spec.caps, seccomp: &spec.seccomp, no_new_privs: spec.no_new_privs };
+        let (msg, code) = process::exec(&spec.args, &env, &cwd, &user, spec.tty, &confine);
         report('E', &msg);
         let line = format!("rbuild: {msg}\n");
         // SAFETY: best-effort message on the command's stderr, then leave.

@@ -2,7 +2,7 @@
 //! and the step's mounts, planned as a list (pure) then carried out through [`Sys`].
 
 use crate::error::{Error, Result};
-use crate::sandbox::spec::{InitMount, InitSpec};
+use crate::sandbox::spec::{InitDevice, InitMount, InitSpec};
 use crate::sandbox::syscalls::{FileKind, Sys};
 use crate::snapshot::Mount;
 use nix::mount::MsFlags;
@@ -35,6 +35,9 @@ pub const DEVICES: &[(&str, u64, u64)] =
 pub enum Op {
     /// Mount the root filesystem at the sandbox's rootfs directory.
     Rootfs(Vec<Mount>),
+    /// Make the root filesystem nodev: no device rules confine this sandbox, and a node an
+    /// image layer brought would open the host's device.
+    NoDev,
     /// A fresh /proc of the new pid namespace.
     Proc,
     /// A tmpfs /dev with the standard nodes, devpts and shm.
@@ -45,6 +48,8 @@ pub enum Op {
     Mask(String),
     /// Make a path read-only.
     ReadOnly(String),
+    /// A device node of the spec (`--device`).
+    Device(InitDevice),
     /// A mount of the spec.
     User(InitMount),
 }
@@ -52,9 +57,17 @@ pub enum Op {
 /// The mount stage of `spec`, in order. Mounts run parents first (fewest path components
 /// first, keeping the spec's order otherwise), like Docker.
 pub fn plan(spec: &InitSpec) -> Vec<Op> {
-    let mut ops = vec![Op::Rootfs(spec.rootfs.clone()), Op::Proc, Op::Dev, Op::Sys];
-    ops.extend(MASKED.iter().map(|p| Op::Mask(p.to_string())));
-    ops.extend(READONLY.iter().map(|p| Op::ReadOnly(p.to_string())));
+    let mut ops = vec![Op::Rootfs(spec.rootfs.clone())];
+    if spec.nodev {
+        ops.push(Op::NoDev);
+    }
+    ops.extend([Op::Proc, Op::Dev]);
+    ops.extend(spec.devices.iter().cloned().map(Op::Device));
+    ops.push(Op::Sys);
+    if !spec.unmasked {
+        ops.extend(MASKED.iter().map(|p| Op::Mask(p.to_string())));
+        ops.extend(READONLY.iter().map(|p| Op::ReadOnly(p.to_string())));
+    }
     let mut user: Vec<&InitMount> = spec.mounts.iter().collect();
     user.sort_by_key(|m| crate::util::clean_abs(m.target()).split('/').filter(|s| !s.is_empty()).count());
     ops.extend(user.into_iter().cloned().map(Op::User));
@@ -117,6 +130,11 @@ impl<'a> Stage<'a> {
                 let rootfs = self.rootfs.clone();
                 mount_all(sys, mounts, &rootfs)
             }
+            Op::NoDev => {
+                let keep = sys.locked_flags(&self.rootfs) | sys.readonly_flag(&self.rootfs);
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV | keep;
+                sys.mount("", &self.rootfs, "", flags, "")
+            }
             Op::Proc => {
                 let t = self.target("/proc", FileKind::Dir, false)?;
                 sys.mount("proc", &t, "proc", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "")
@@ -154,8 +172,23 @@ impl<'a> Stage<'a> {
                 sys.mount(&t.to_string_lossy(), &t, "", MsFlags::MS_BIND | MsFlags::MS_REC, "")?;
                 remount_ro(sys, &t)
             }
+            Op::Device(d) => self.device(d),
             Op::User(m) => self.user(m),
         }
+    }
+
+    /// A `--device` node: made with mknod, or (rootless, where mknod of devices is not
+    /// allowed) the host's node bound onto an empty file.
+    fn device(&mut self, d: &InitDevice) -> Result<()> {
+        let t = self.target(&d.target, FileKind::File, true)?;
+        let sys = self.sys;
+        if self.rootless {
+            return sys.mount(&d.host.to_string_lossy(), &t, "", MsFlags::MS_BIND, "");
+        }
+        // target() made an empty file for the node: replace it.
+        sys.remove_file(&t)?;
+        sys.mknod_dev(&t, d.mode, d.block, d.major, d.minor)?;
+        sys.chown(&t, d.uid, d.gid)
     }
 
     fn dev(&mut self) -> Result<()> {
@@ -250,7 +283,9 @@ impl<'a> Stage<'a> {
     }
 
     /// Resolve `target` under the rootfs, creating what is missing (parents as
-    /// directories, the last as `kind`) and recording it.
+    /// directories, the last as `kind`) and recording it. A symlink on the way is followed
+    /// inside the rootfs, also when it dangles (`/etc/resolv.conf ->
+    /// ../run/systemd/resolve/stub-resolv.conf`): what it points to is created, as runc does.
     fn target(&mut self, target: &str, kind: FileKind, injected: bool) -> Result<PathBuf> {
         let clean = crate::util::clean_abs(target);
         let parts: Vec<&str> = clean.split('/').filter(|s| !s.is_empty()).collect();
@@ -261,33 +296,75 @@ impl<'a> Stage<'a> {
             prefix.push_str(part);
             resolved = self.sys.resolve(&self.rootfs, &prefix)?;
             let last = i + 1 == parts.len();
-            if self.sys.kind(&resolved).is_none() {
-                let parent = prefix.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                if !parent.is_empty()
-                    && !self.created.parents.iter().any(|p| p == parent)
-                    && !self.created.touched.iter().any(|t| t.0 == parent)
-                {
-                    if let Some((mode, uid, gid)) = self.sys.owner(&self.sys.resolve(&self.rootfs, parent)?) {
-                        self.created.touched.push((parent.to_string(), mode, uid, gid));
+            match self.sys.kind(&resolved) {
+                None => {
+                    // The container path of what is made: the prefix, or where its link points.
+                    let rel = resolved.strip_prefix(&self.rootfs).map_err(|_| {
+                        Error::Spec(format!("mount target {target}: {prefix} resolves outside the root"))
+                    })?;
+                    let made = format!("/{}", rel.to_string_lossy());
+                    self.make_parents(&made, target)?;
+                    self.note_touched(&made)?;
+                    if last && kind == FileKind::File {
+                        self.sys.touch(&resolved, 0o644)?;
+                    } else {
+                        self.sys.mkdir(&resolved, 0o755)?;
+                    }
+                    if last {
+                        self.created.targets.push(made);
+                    } else {
+                        self.created.parents.push(made);
                     }
                 }
-                if last && kind == FileKind::File {
-                    self.sys.touch(&resolved, 0o644)?;
-                } else {
-                    self.sys.mkdir(&resolved, 0o755)?;
+                Some(_) if last && injected => {
+                    let rel = resolved.strip_prefix(&self.rootfs).unwrap_or(Path::new(""));
+                    self.created.targets.push(format!("/{}", rel.to_string_lossy()));
                 }
-                if last {
-                    self.created.targets.push(prefix.clone());
-                } else {
-                    self.created.parents.push(prefix.clone());
+                Some(k) if !last && k != FileKind::Dir => {
+                    return Err(Error::Spec(format!("mount target {target}: {prefix} is not a directory")));
                 }
-            } else if last && injected {
-                self.created.targets.push(prefix.clone());
-            } else if !last && self.sys.kind(&resolved) != Some(FileKind::Dir) {
-                return Err(Error::Spec(format!("mount target {target}: {prefix} is not a directory")));
+                Some(_) => {}
             }
         }
         Ok(resolved)
+    }
+
+    /// Record the existing directory a new entry `made` goes into (overlayfs copies it up).
+    fn note_touched(&mut self, made: &str) -> Result<()> {
+        let parent = made.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        if !parent.is_empty()
+            && !self.created.parents.iter().any(|p| p == parent)
+            && !self.created.touched.iter().any(|t| t.0 == parent)
+        {
+            if let Some((mode, uid, gid)) = self.sys.owner(&self.sys.resolve(&self.rootfs, parent)?) {
+                self.created.touched.push((parent.to_string(), mode, uid, gid));
+            }
+        }
+        Ok(())
+    }
+
+    /// Create the missing directories above `made` (a dangling link's destination: none of
+    /// them exists yet, so none is a link).
+    fn make_parents(&mut self, made: &str, target: &str) -> Result<()> {
+        let parts: Vec<&str> = made.split('/').filter(|s| !s.is_empty()).collect();
+        let mut p = String::new();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            p.push('/');
+            p.push_str(part);
+            let r = self.sys.resolve(&self.rootfs, &p)?;
+            match self.sys.kind(&r) {
+                Some(FileKind::Dir) => {}
+                Some(FileKind::File) => {
+                    return Err(Error::Spec(format!("mount target {target}: {p} is not a directory")));
+                }
+                None => {
+                    self.note_touched(&p)?;
+                    self.sys.mkdir(&r, 0o755)?;
+                    self.created.parents.push(p.clone());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -381,6 +458,8 @@ mod tests {
     struct Fake {
         calls: RefCell<Vec<String>>,
         files: RefCell<HashMap<PathBuf, FileKind>>,
+        /// Symlinks: container path -> where it points (absolute).
+        links: RefCell<HashMap<String, String>>,
         no_mknod: bool,
     }
 
@@ -412,6 +491,20 @@ mod tests {
             self.calls.borrow_mut().push(format!("mknod {} {major}:{minor}", path.display()));
             Ok(())
         }
+        fn mknod_dev(&self, path: &Path, _mode: u32, block: bool, major: u64, minor: u64) -> Result<()> {
+            let kind = if block { "b" } else { "c" };
+            self.calls.borrow_mut().push(format!("mknod {} {kind} {major}:{minor}", path.display()));
+            Ok(())
+        }
+        fn remove_file(&self, path: &Path) -> Result<()> {
+            self.files.borrow_mut().remove(path);
+            self.calls.borrow_mut().push(format!("rm {}", path.display()));
+            Ok(())
+        }
+        fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+            self.calls.borrow_mut().push(format!("chown {uid}:{gid} {}", path.display()));
+            Ok(())
+        }
         fn symlink(&self, target: &str, path: &Path) -> Result<()> {
             self.calls.borrow_mut().push(format!("symlink {} -> {target}", path.display()));
             Ok(())
@@ -440,7 +533,12 @@ mod tests {
             Some((0o755, 0, 0))
         }
         fn resolve(&self, root: &Path, path: &str) -> Result<PathBuf> {
-            Ok(root.join(crate::util::clean_abs(path).trim_start_matches('/')))
+            let clean = crate::util::clean_abs(path);
+            let p = self.links.borrow().get(&clean).cloned().unwrap_or(clean);
+            Ok(root.join(p.trim_start_matches('/')))
+        }
+        fn readonly_flag(&self, _path: &Path) -> MsFlags {
+            MsFlags::empty()
         }
         fn locked_flags(&self, _path: &Path) -> MsFlags {
             MsFlags::empty()
@@ -469,7 +567,78 @@ mod tests {
             cwd: "/".into(),
             user: None,
             tty: false,
+            caps: vec![],
+            seccomp: vec![],
+            no_new_privs: false,
+            unmasked: false,
+            devices: vec![],
+            nodev: false,
         }
+    }
+
+    #[test]
+    fn without_device_rules_the_rootfs_is_nodev() {
+        let mut s = spec(vec![]);
+        assert!(!plan(&s).contains(&Op::NoDev));
+        s.nodev = true;
+        let ops = plan(&s);
+        assert_eq!(ops[1], Op::NoDev);
+        let fake = Fake::default();
+        let mut st = Stage::new(&fake, Path::new("/r"), Path::new("/s"), false);
+        st.run(&ops[1..2]).unwrap();
+        assert!(fake.calls.borrow().iter().any(|c| c == "mount /r remount"), "{:?}", fake.calls.borrow());
+    }
+
+    #[test]
+    fn a_dangling_link_target_is_made_where_it_points_inside_the_root() {
+        let fake = Fake::default();
+        fake.links.borrow_mut().insert("/etc/resolv.conf".into(), "/run/systemd/resolve/stub-resolv.conf".into());
+        let mut st = Stage::new(&fake, Path::new("/r"), Path::new("/s"), false);
+        let m = InitMount::File {
+            target: "/etc/resolv.conf".into(),
+            content: b"nameserver 1.1.1.1\n".to_vec(),
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            readonly: false,
+            injected: true,
+        };
+        st.run(&[Op::User(m)]).unwrap();
+        let calls = fake.calls.borrow().join("\n");
+        for want in [
+            "mkdir /r/run\n",
+            "mkdir /r/run/systemd\n",
+            "mkdir /r/run/systemd/resolve\n",
+            "touch /r/run/systemd/resolve/stub-resolv.conf\n",
+        ] {
+            assert!(calls.contains(want), "{want}: {calls}");
+        }
+        assert!(calls.contains("mount /s/files/f1 /r/run/systemd/resolve/stub-resolv.conf"), "{calls}");
+        assert_eq!(st.created.targets, ["/run/systemd/resolve/stub-resolv.conf"]);
+        assert_eq!(st.created.parents, ["/run", "/run/systemd", "/run/systemd/resolve"]);
+    }
+
+    #[test]
+    fn devices_are_made_and_privileged_runs_are_unmasked() {
+        let mut s = spec(vec![]);
+        s.devices.push(InitDevice {
+            host: "/dev/loop-control".into(),
+            target: "/dev/lc".into(),
+            block: false,
+            major: 10,
+            minor: 237,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        });
+        let ops = plan(&s);
+        assert!(ops.iter().any(|o| matches!(o, Op::Mask(_))));
+        let fake = Fake::default();
+        let mut st = Stage::new(&fake, Path::new("/r"), Path::new("/s"), false);
+        st.run(&ops).unwrap();
+        assert!(fake.calls.borrow().iter().any(|c| c == "mknod /r/dev/lc c 10:237"), "{:?}", fake.calls.borrow());
+        s.unmasked = true;
+        assert!(!plan(&s).iter().any(|o| matches!(o, Op::Mask(_) | Op::ReadOnly(_))));
     }
 
     #[test]

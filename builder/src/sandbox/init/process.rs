@@ -6,24 +6,6 @@ use crate::sandbox::spec::DEFAULT_PATH;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-/// Docker's default capability set (the rest are dropped from every set).
-pub const DEFAULT_CAPS: &[u32] = &[
-    0,  // CHOWN
-    1,  // DAC_OVERRIDE
-    3,  // FOWNER
-    4,  // FSETID
-    5,  // KILL
-    6,  // SETGID
-    7,  // SETUID
-    8,  // SETPCAP
-    10, // NET_BIND_SERVICE
-    13, // NET_RAW
-    18, // SYS_CHROOT
-    27, // MKNOD
-    29, // AUDIT_WRITE
-    31, // SETFCAP
-];
-
 /// The environment the command gets: the spec's, then PATH (Docker's default) and HOME
 /// (the user's) when missing, and TERM with a tty. Later duplicates win, like Docker.
 pub fn environment(env: &[String], user: &ExecUser, tty: bool) -> Vec<String> {
@@ -86,11 +68,11 @@ fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
-/// Drop every capability outside Docker's set from the bounding set, then (for uid 0,
-/// whose sets survive exec) from effective, permitted and inheritable.
-pub fn drop_capabilities() -> std::io::Result<()> {
+/// Drop every capability outside `keep` from the bounding set, then (for uid 0, whose
+/// sets survive exec) from effective, permitted and inheritable.
+pub fn drop_capabilities(keep: &[u32]) -> std::io::Result<()> {
     for cap in 0..=last_cap() {
-        if !DEFAULT_CAPS.contains(&cap) {
+        if !keep.contains(&cap) {
             // SAFETY: prctl with integer arguments.
             if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
                 let e = std::io::Error::last_os_error();
@@ -101,7 +83,7 @@ pub fn drop_capabilities() -> std::io::Result<()> {
         }
     }
     let mut mask = [0u32; 2];
-    for c in DEFAULT_CAPS {
+    for c in keep.iter().filter(|c| **c < 64) {
         mask[(*c / 32) as usize] |= 1 << (c % 32);
     }
     let mut hdr = CapHeader { version: 0x2008_0522, pid: 0 };
@@ -122,9 +104,28 @@ pub fn drop_capabilities() -> std::io::Result<()> {
     Ok(())
 }
 
+/// How the command is confined (from the spec).
+pub struct Confinement<'a> {
+    /// Capabilities kept.
+    pub caps: &'a [u32],
+    /// Seccomp programs.
+    pub seccomp: &'a crate::sandbox::seccomp::Programs,
+    /// Set no_new_privs.
+    pub no_new_privs: bool,
+}
+
 /// Become `user` and exec. Returns only on failure, with the message and exit code
-/// (127: not found, 126: not executable).
-pub fn exec(args: &[String], env: &[String], cwd: &str, user: &ExecUser, tty: bool) -> (String, i32) {
+/// (127: not found, 126: not executable). The seccomp filter goes on last thing before
+/// exec with no_new_privs (as runc); without it, before the capabilities are dropped
+/// (installing needs CAP_SYS_ADMIN then), so what follows must be calls the profile allows.
+pub fn exec(
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    user: &ExecUser,
+    tty: bool,
+    confine: &Confinement,
+) -> (String, i32) {
     use nix::unistd::{Gid, Uid};
     // SAFETY: setsid/ioctl on our own stdin in a fresh single-threaded child.
     unsafe {
@@ -133,7 +134,15 @@ pub fn exec(args: &[String], env: &[String], cwd: &str, user: &ExecUser, tty: bo
             libc::ioctl(0, libc::TIOCSCTTY as _, 0);
         }
     }
-    if let Err(e) = drop_capabilities() {
+    if confine.no_new_privs {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return (format!("no_new_privs: {}", std::io::Error::last_os_error()), 126);
+        }
+    } else if let Err(e) = crate::sandbox::seccomp::install(confine.seccomp) {
+        return (format!("installing the seccomp filter: {e}"), 126);
+    }
+    if let Err(e) = drop_capabilities(confine.caps) {
         return (format!("dropping capabilities: {e}"), 126);
     }
     let gids: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
@@ -163,6 +172,11 @@ pub fn exec(args: &[String], env: &[String], cwd: &str, user: &ExecUser, tty: bo
     let cpath = c(&path.to_string_lossy());
     let cargs: Vec<CString> = args.iter().map(|a| c(a)).collect();
     let cenv: Vec<CString> = env.iter().map(|a| c(a)).collect();
+    if confine.no_new_privs {
+        if let Err(e) = crate::sandbox::seccomp::install(confine.seccomp) {
+            return (format!("installing the seccomp filter: {e}"), 126);
+        }
+    }
     let e = nix::unistd::execve(&cpath, &cargs, &cenv).unwrap_err();
     let code = if e == nix::Error::ENOENT { 127 } else { 126 };
     (format!("exec {}: {e}", path.display()), code)
