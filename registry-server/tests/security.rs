@@ -211,7 +211,10 @@ async fn half_open_connections_are_closed_and_others_served() {
     }
     // Their places are free again.
     assert!(v2_from("127.0.0.2", addr).await.starts_with("HTTP/1.1 200"));
-    let m = reg.client.get(reg.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // A fresh connection: the pooled one idled past the 1 s header timeout, which also ends
+    // idle keep-alive connections, and may be closed just as it is reused.
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let m = fresh.get(reg.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("rbuild_registry_connections_refused_total 1\n"), "{m}");
 }
 

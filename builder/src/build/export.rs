@@ -182,7 +182,7 @@ pub fn write_archive(
         out.put_blob_bytes(&b.store.read_blob(&img.config_digest)?)?;
         out.put_manifest(raw)?;
         for n in names {
-            out.tag(n, &raw.descriptor())?;
+            out.tag_for_peers(n, &raw.descriptor())?;
         }
         return Ok(());
     }

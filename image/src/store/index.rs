@@ -72,6 +72,12 @@ pub(crate) fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.get(REF_NAME).map(String::as_str)
 }
 
+/// The full name an entry carries: `io.containerd.image.name` where set (both conventions
+/// write it), else `org.opencontainers.image.ref.name`.
+pub(crate) fn full_name(d: &Descriptor) -> Option<&str> {
+    d.annotations.get(CONTAINERD_NAME).or_else(|| d.annotations.get(REF_NAME)).map(String::as_str)
+}
+
 /// The entry's reference, when its name is a full reference.
 pub(crate) fn entry_reference(d: &Descriptor) -> Option<Reference> {
     let name = d.annotations.get(CONTAINERD_NAME).or_else(|| d.annotations.get(REF_NAME))?;

@@ -222,6 +222,18 @@ impl Store {
     /// Point the tag `r` at `manifest` (which must be in the store), replacing what the tag
     /// pointed at before. The index entry is annotated with the full normalized reference.
     pub fn tag(&self, r: &Reference, manifest: &Descriptor) -> Result<()> {
+        self.tag_entry(r, manifest, index::named(manifest, r))
+    }
+
+    /// Name `manifest` as `r` the way docker, BuildKit and skopeo name images in an OCI
+    /// layout they write for others: the tag alone in `org.opencontainers.image.ref.name`
+    /// (so `layout:TAG` and `oci:DIR:TAG` find it), the full name in
+    /// `io.containerd.image.name`. For layouts made to leave rbuild (`--output type=oci`).
+    pub fn tag_for_peers(&self, r: &Reference, manifest: &Descriptor) -> Result<()> {
+        self.tag_entry(r, manifest, index::archive_named(manifest, r))
+    }
+
+    fn tag_entry(&self, r: &Reference, manifest: &Descriptor, entry: Descriptor) -> Result<()> {
         if r.digest().is_some() {
             return Err(Error::InvalidReference {
                 reference: r.to_string(),
@@ -234,7 +246,6 @@ impl Store {
                 manifest.media_type
             )));
         }
-        let entry = index::named(manifest, r);
         let name = index::tag_name(r);
         index::update(&self.layout, |idx| {
             // Checked under the lock: gc holds it too, so the manifest cannot vanish between
@@ -254,11 +265,11 @@ impl Store {
             let before: Vec<Descriptor> = idx
                 .manifests
                 .iter()
-                .filter(|d| index::ref_name(d) == Some(name.as_str()) && d.digest != manifest.digest)
+                .filter(|d| index::full_name(d) == Some(name.as_str()) && d.digest != manifest.digest)
                 .cloned()
                 .collect();
             idx.manifests.retain(|d| {
-                index::ref_name(d) != Some(name.as_str()) && !(index::is_untagged(d) && d.digest == manifest.digest)
+                index::full_name(d) != Some(name.as_str()) && !(index::is_untagged(d) && d.digest == manifest.digest)
             });
             for old in before {
                 if !idx.manifests.iter().any(|d| d.digest == old.digest) {
@@ -323,7 +334,7 @@ impl Store {
         let name = index::tag_name(r);
         index::update(&self.layout, |idx| {
             let before = idx.manifests.len();
-            idx.manifests.retain(|d| index::ref_name(d) != Some(name.as_str()));
+            idx.manifests.retain(|d| index::full_name(d) != Some(name.as_str()));
             Ok(idx.manifests.len() != before)
         })
     }
@@ -341,7 +352,7 @@ impl Store {
     pub fn lookup_tag(&self, r: &Reference) -> Result<Option<Descriptor>> {
         let name = index::tag_name(r);
         let idx = index::read(&self.layout)?;
-        Ok(idx.manifests.into_iter().find(|d| index::ref_name(d) == Some(name.as_str())))
+        Ok(idx.manifests.into_iter().find(|d| index::full_name(d) == Some(name.as_str())))
     }
 
     /// Read and parse a manifest (or index) blob, verified.
