@@ -1,12 +1,12 @@
-//! The one error type of rbuild-builder: snapshots, the sandbox, diffs and builds.
+//! The one error type of rbuild-builder: builds (the runtime's errors are wrapped whole).
 
 use std::path::PathBuf;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong preparing snapshots, running a sandbox, diffing a layer or
-/// building an image; build errors name the step (Dockerfile line) or the thing concerned.
+/// Everything that can go wrong building an image; errors name the step (Dockerfile line)
+/// or the thing concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error, with the path it happened on.
@@ -17,39 +17,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A system call that failed, with what it was doing.
-    #[error("{what}: {source}")]
-    Sys {
-        /// What was being done (names the path or the call).
-        what: String,
-        /// The errno.
-        source: nix::Error,
-    },
-    /// A user or group the image does not know.
-    #[error("{0}")]
-    User(String),
-    /// A run spec that cannot be run (bad mount, bad path, missing secret…).
-    #[error("invalid run spec: {0}")]
-    Spec(String),
-    /// A snapshot that is missing, busy or in the wrong state.
-    #[error("snapshot {key}: {reason}")]
-    Snapshot {
-        /// The snapshot key or name.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The sandbox could not be set up or did not report back.
-    #[error("sandbox: {0}")]
-    Sandbox(String),
-    /// A container for `rbuild run` (name in use, unknown…).
-    #[error("container {name}: {reason}")]
-    Container {
-        /// The container name or ID.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// Snapshots, the sandbox or a layer diff (a RUN step's machinery).
+    #[error(transparent)]
+    Runtime(#[from] rbuild_runtime::Error),
     /// An error from the image crate (store, layers).
     #[error(transparent)]
     Image(#[from] rbuild_image::Error),
@@ -95,11 +65,5 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
-    }
-
-    /// Wrap an errno with what was being done.
-    pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
-        let what = what.into();
-        move |source| Error::Sys { what, source }
     }
 }

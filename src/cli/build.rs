@@ -2,8 +2,8 @@
 //! [`BuildRequest`], then the builder does the work.
 
 use rbuild_builder::build::{self, BuildRequest, CacheSpec, ContextSource, OutputSpec, Progress, ProgressMode};
-use rbuild_builder::sandbox::SecretSource;
 use rbuild_image::{Compression, Reference};
+use rbuild_runtime::sandbox::SecretSource;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;

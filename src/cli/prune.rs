@@ -52,12 +52,12 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         let mut keep = HashSet::new();
         for (reference, _) in store.list_tags()? {
             if let Ok(image) = store.resolve(&reference.to_string()) {
-                if let Some(top) = rbuild_builder::snapshot::chain_ids(&image.config.rootfs.diff_ids).last() {
+                if let Some(top) = rbuild_runtime::snapshot::chain_ids(&image.config.rootfs.diff_ids).last() {
                     keep.insert(top.to_string());
                 }
             }
         }
-        let snaps = rbuild_builder::snapshot::prune(store.root(), &keep)?;
+        let snaps = rbuild_runtime::snapshot::prune(store.root(), &keep)?;
         if !snaps.removed.is_empty() {
             println!("Removed {} unused snapshots", snaps.removed.len());
         }

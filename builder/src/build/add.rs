@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Extract a local archive into a directory of the build; its tree and the root as the one
 /// selected source (a directory: its contents are copied).
 pub fn extract_archive(b: &Builder, archive: &Path) -> Result<(Tree, Vec<Selected>)> {
-    let dir = b.tmp.path().join(format!("add-{}", crate::snapshot::unique()));
+    let dir = b.tmp.path().join(format!("add-{}", rbuild_runtime::snapshot::unique()));
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let f = super::cancel::Checked::new(std::fs::File::open(archive).map_err(Error::io(archive))?, &b.cancel);
     // Docker and BuildKit skip a file entry with an empty name; a layer may not have one.
@@ -26,7 +26,7 @@ pub fn extract_archive(b: &Builder, archive: &Path) -> Result<(Tree, Vec<Selecte
 /// Download or clone every source of an ADD into one directory; the tree and the names
 /// to select in it.
 pub fn fetch_remote(b: &Builder, c: &CopyOp, n: u32) -> Result<(Tree, Vec<String>)> {
-    let dir = b.tmp.path().join(format!("remote-{}", crate::snapshot::unique()));
+    let dir = b.tmp.path().join(format!("remote-{}", rbuild_runtime::snapshot::unique()));
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let mut names = Vec::new();
     for (i, src) in c.sources.iter().enumerate() {

@@ -168,15 +168,15 @@ fn link_tree(entries: &BTreeMap<String, PathBuf>, dir: &Path) -> Result<()> {
         if md.file_type().is_symlink() {
             let t = std::fs::read_link(src).map_err(Error::io(src))?;
             std::os::unix::fs::symlink(&t, &dst).map_err(Error::io(&dst))?;
-            crate::util::copy_meta(&dst, &md, src)?;
+            rbuild_runtime::util::copy_meta(&dst, &md, src)?;
         } else if md.is_file() {
-            crate::util::copy_file(src, &dst)?;
-            crate::util::copy_meta(&dst, &md, src)?;
+            rbuild_runtime::util::copy_file(src, &dst)?;
+            rbuild_runtime::util::copy_meta(&dst, &md, src)?;
         }
         // A device, fifo or socket that cannot be linked is left out: nothing to read.
     }
     for (dst, src, md) in dirs.iter().rev() {
-        crate::util::copy_meta(dst, md, src)?;
+        rbuild_runtime::util::copy_meta(dst, md, src)?;
     }
     Ok(())
 }

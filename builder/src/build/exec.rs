@@ -4,13 +4,13 @@
 
 use super::cache::LayerRecord;
 use super::solver::{Builder, State, state_of_image};
-use crate::sandbox::{
-    BindSource, CacheSharing, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox, SecretSource, Stream,
-};
-use crate::snapshot::{self, Snapshotter};
 use crate::{Error, Result};
 use rbuild_frontend::graph::{ExecOp, MountType, NetworkMode, Sharing, SourceRef, Step};
 use rbuild_image::layer::{Change, WriterOptions};
+use rbuild_runtime::sandbox::{
+    BindSource, CacheSharing, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox, SecretSource, Stream,
+};
+use rbuild_runtime::snapshot::{self, Snapshotter};
 use std::sync::Arc;
 
 impl Builder<'_> {
@@ -73,7 +73,7 @@ impl Builder<'_> {
                 Ok(x) => Ok((sn, key, x)),
                 Err(e) => {
                     let _ = sn.remove(&key);
-                    Err(e)
+                    Err(e.into())
                 }
             }
         })();
@@ -151,7 +151,7 @@ impl Builder<'_> {
         // The frontend carries RUN --device; the sandbox cannot attach CDI devices yet, and
         // running without one the Dockerfile asked for would be wrong.
         if let Some(d) = e.devices.first() {
-            return Err(Error::Spec(format!("RUN --device={}: CDI devices are not supported yet", d.name)));
+            return Err(Error::Invalid(format!("RUN --device={}: CDI devices are not supported yet", d.name)));
         }
         let parent_chain = self.unpack(parent)?;
         let sn = self.snapshotter()?;
@@ -307,7 +307,7 @@ impl Builder<'_> {
             extra_hosts: Vec::new(),
             timeout: None,
             // Only reachable with --allow security.insecure (checked before the build).
-            security: crate::sandbox::Security {
+            security: rbuild_runtime::sandbox::Security {
                 privileged: e.security == rbuild_frontend::graph::SecurityMode::Insecure,
                 ..Default::default()
             },
@@ -343,12 +343,12 @@ impl Builder<'_> {
         let sn = self.snapshotter()?;
         // Rootless, the upperdir holds host ids (the caller, subordinate ids): the layer
         // records the ones the command saw in its user namespace.
-        let exclude = crate::diff::Exclude {
+        let exclude = rbuild_runtime::diff::Exclude {
             paths: outcome.mountpoints.clone(),
             if_empty: outcome.created_parents.clone(),
             if_unchanged: Vec::new(),
         };
-        let changes = crate::diff::changes_mapped(&sn.diff_source(key)?, &exclude, sandbox.id_map())?;
+        let changes = rbuild_runtime::diff::changes_mapped(&sn.diff_source(key)?, &exclude, sandbox.id_map())?;
         let changes = self.drop_untouched_dirs(changes, parent, sandbox.id_map())?;
         let diff_ids = parent.layers.iter().map(|l| l.diff_id.clone()).collect();
         Ok(Some((changes, diff_ids)))
@@ -394,7 +394,7 @@ impl Builder<'_> {
             }]));
         }
         let copy = dir.join("tree");
-        crate::sandbox::copy_store_tree(self.store.root(), base, &copy)?;
+        rbuild_runtime::sandbox::copy_store_tree(self.store.root(), base, &copy)?;
         Ok(BindSource::Host(copy))
     }
 
@@ -406,7 +406,7 @@ impl Builder<'_> {
         &self,
         changes: Vec<Change>,
         parent: &State,
-        map: Option<&crate::sandbox::IdMap>,
+        map: Option<&rbuild_runtime::sandbox::IdMap>,
     ) -> Result<Vec<Change>> {
         use std::os::unix::fs::MetadataExt;
         let paths: Vec<String> = changes.iter().map(path_of).collect();
@@ -460,7 +460,7 @@ struct Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         for d in &self.dirs {
-            if let Err(e) = crate::sandbox::remove_store_tree(&self.root, d) {
+            if let Err(e) = rbuild_runtime::sandbox::remove_store_tree(&self.root, d) {
                 tracing::debug!("removing {}: {e}", d.display());
             }
         }

@@ -33,9 +33,9 @@ use crate::{Error, Result};
 pub use export::{OutputKind, OutputSpec};
 pub use progress::{Progress, ProgressMode};
 
-use crate::sandbox::SecretSource;
 use rbuild_frontend::{LowerOptions, Platform as FrontendPlatform};
 use rbuild_image::{Compression, Descriptor, Digest, Platform, Reference, Store};
+use rbuild_runtime::sandbox::SecretSource;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

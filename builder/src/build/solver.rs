@@ -82,7 +82,7 @@ pub struct Builder<'a> {
     stages_cv: Condvar,
     first_error: Mutex<Option<Error>>,
     pub(crate) records_used: Mutex<Vec<(String, Record)>>,
-    pub(crate) snapshotter: OnceLock<Result<Box<dyn crate::snapshot::Snapshotter>, String>>,
+    pub(crate) snapshotter: OnceLock<Result<Box<dyn rbuild_runtime::snapshot::Snapshotter>, String>>,
     /// Base images whose metadata step was shown (once per image, as BuildKit does).
     metadata_shown: Mutex<std::collections::HashSet<String>>,
 }
@@ -662,7 +662,7 @@ impl<'a> Builder<'a> {
         let mut changes = Vec::new();
         // Heredoc files.
         if !c.inline_files.is_empty() {
-            let dir = self.tmp.path().join(format!("inline-{}", crate::snapshot::unique()));
+            let dir = self.tmp.path().join(format!("inline-{}", rbuild_runtime::snapshot::unique()));
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
             let mut tree = Tree::new();
             tree.insert(String::new(), dir.clone());
@@ -805,7 +805,7 @@ pub fn is_git(s: &str) -> bool {
 }
 
 fn uuid_like() -> String {
-    format!("{}-{}", std::process::id(), crate::snapshot::unique())
+    format!("{}-{}", std::process::id(), rbuild_runtime::snapshot::unique())
 }
 
 /// The history `created_by` of a step, BuildKit style.

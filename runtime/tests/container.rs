@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use rbuild_builder::run::{ContainerOptions, Volume, run_container};
-use rbuild_builder::sandbox::Sandbox;
 use rbuild_image::store::import::{ImportOptions, import};
+use rbuild_runtime::run::{ContainerOptions, Volume, run_container};
+use rbuild_runtime::sandbox::Sandbox;
 
 fn store_with_image(dir: &std::path::Path) -> rbuild_image::Store {
     let rootfs = dir.join("rootfs");
@@ -49,13 +49,13 @@ fn containers_run_images_from_the_store() {
     assert_eq!(std::fs::read_to_string(host.join("pwd")).unwrap(), "/srv\n");
     assert_eq!(std::fs::read_to_string(host.join("host")).unwrap().trim().len(), 12);
     assert_eq!(std::fs::read_to_string(store.root().join("volumes/named/f")).unwrap(), "n\n");
-    let recs = rbuild_builder::run::list(store.root()).unwrap();
+    let recs = rbuild_runtime::run::list(store.root()).unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].exit_code, Some(9));
     assert_eq!(recs[0].name.as_deref(), Some("c1"));
     let e = run_container(&store, &opts, &sb).unwrap_err().to_string();
     assert!(e.contains("already in use"), "{e}");
     // The kept container's layer survives prune; a --rm'd one left nothing.
-    let r = rbuild_builder::snapshot::prune(store.root(), &Default::default()).unwrap();
+    let r = rbuild_runtime::snapshot::prune(store.root(), &Default::default()).unwrap();
     assert!(r.removed.iter().all(|k| !k.starts_with("container-")), "{r:?}");
 }

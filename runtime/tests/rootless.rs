@@ -59,7 +59,7 @@ const SUB_START: u32 = 200000;
 static SUBUID_HOOK: extern "C" fn() = subuid_hook;
 
 extern "C" fn subuid_hook() {
-    if let Some(code) = rbuild_builder::sandbox::init_hook() {
+    if let Some(code) = rbuild_runtime::sandbox::init_hook() {
         std::process::exit(code)
     }
     if let Some(root) = std::env::var_os("RBUILD_TEST_SUBUID") {
@@ -70,8 +70,8 @@ extern "C" fn subuid_hook() {
 /// Run as the test user: USER app (1000) with subordinate ids mapped, then as root, then
 /// USER app with only one id mapped; prints what each saw and the layer's owners.
 fn helper_subuid(root: &std::path::Path) -> i32 {
-    use rbuild_builder::sandbox::{Executor, IdMap, RunSpec, Sandbox};
-    let sn = rbuild_builder::snapshot::open(root).unwrap();
+    use rbuild_runtime::sandbox::{Executor, IdMap, RunSpec, Sandbox};
+    let sn = rbuild_runtime::snapshot::open(root).unwrap();
     println!("driver {}", sn.name());
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);
@@ -93,14 +93,14 @@ fn helper_subuid(root: &std::path::Path) -> i32 {
             println!("code {} stderr {stderr}", out.code);
             continue;
         }
-        let ch = rbuild_builder::diff::changes_mapped(
+        let ch = rbuild_runtime::diff::changes_mapped(
             &sn.diff_source(key).unwrap(),
-            &rbuild_builder::diff::Exclude::from_outcome(&out),
+            &rbuild_runtime::diff::Exclude::from_outcome(&out),
             sb.id_map(),
         )
         .unwrap();
         let (blob, _) =
-            rbuild_builder::diff::write_to(Vec::new(), ch, rbuild_image::Compression::None, &Default::default())
+            rbuild_runtime::diff::write_to(Vec::new(), ch, rbuild_image::Compression::None, &Default::default())
                 .unwrap();
         let mut entries: Vec<String> = tar::Archive::new(&blob[..])
             .entries()
@@ -190,7 +190,7 @@ fn runs_a_non_root_user_with_subordinate_ids() {
     }
     let sub = |f: &str| {
         let t = std::fs::read_to_string(f).unwrap();
-        rbuild_builder::sandbox::idmap::subordinate_ranges(&t, &name, SUB_UID)[0].0
+        rbuild_runtime::sandbox::idmap::subordinate_ranges(&t, &name, SUB_UID)[0].0
     };
     let (su, sg) = (sub("/etc/subuid"), sub("/etc/subgid"));
 

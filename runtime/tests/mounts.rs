@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use rbuild_builder::diff::{self, Exclude};
-use rbuild_builder::sandbox::{BindSource, CacheSharing, MountSpec, RunSpec, Sandbox, SecretSource};
-use rbuild_builder::snapshot::{self, Snapshotter};
+use rbuild_runtime::diff::{self, Exclude};
+use rbuild_runtime::sandbox::{BindSource, CacheSharing, MountSpec, RunSpec, Sandbox, SecretSource};
+use rbuild_runtime::snapshot::{self, Snapshotter};
 
 fn setup() -> (tempfile::TempDir, Box<dyn Snapshotter>, Sandbox) {
     require_root();
@@ -136,7 +136,7 @@ fn binds_tmpfs_secrets_and_ssh() {
     assert!(ch.is_empty(), "{ch:?}");
     // A required secret that is missing is an error naming it.
     spec.secrets.clear();
-    let e = rbuild_builder::sandbox::Executor::run(
+    let e = rbuild_runtime::sandbox::Executor::run(
         &sb,
         &RunSpec { args: vec!["true".into()], ..spec.clone() },
         Captured::default().io(),

@@ -1,13 +1,13 @@
 //! Sandbox benchmark: the cost of a `RUN true` (sandbox alone, and a whole step: prepare a
 //! snapshot, run, diff, remove) and the rate at which a RUN writing 300 MB becomes a gzip
-//! layer. Run as root: `cargo run --release -p rbuild-builder --example sandbox_bench [N]`
+//! layer. Run as root: `cargo run --release -p rbuild-runtime --example sandbox_bench [N]`
 //! (or bench/sandbox/run.sh).
 
-use rbuild_builder::diff::{self, Exclude};
-use rbuild_builder::sandbox::{Executor, RunIo, RunSpec, Sandbox};
-use rbuild_builder::snapshot;
 use rbuild_image::Compression;
 use rbuild_image::layer::WriterOptions;
+use rbuild_runtime::diff::{self, Exclude};
+use rbuild_runtime::sandbox::{Executor, RunIo, RunSpec, Sandbox};
+use rbuild_runtime::snapshot;
 use std::time::Instant;
 
 fn busybox_tree(dir: &std::path::Path) {
@@ -25,7 +25,7 @@ fn busybox_tree(dir: &std::path::Path) {
 /// unconfined, the profile's compilation (once per process), and a device cgroup's
 /// creation and removal on their own.
 fn confinement_costs(sb: &Sandbox, spec: &RunSpec, n: usize) {
-    use rbuild_builder::sandbox::{Seccomp, Security, caps, cgroup, seccomp};
+    use rbuild_runtime::sandbox::{Seccomp, Security, caps, cgroup, seccomp};
     let unconfined =
         RunSpec { security: Security { seccomp: Seccomp::Unconfined, ..Default::default() }, ..spec.clone() };
     // Interleaved, so a machine busy with something else slows both alike.
@@ -56,7 +56,7 @@ fn confinement_costs(sb: &Sandbox, spec: &RunSpec, n: usize) {
 }
 
 fn main() {
-    if let Some(code) = rbuild_builder::sandbox::init_hook() {
+    if let Some(code) = rbuild_runtime::sandbox::init_hook() {
         std::process::exit(code)
     }
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(50);

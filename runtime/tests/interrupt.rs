@@ -94,9 +94,9 @@ fn interrupts_leave_nothing_behind() {
     c.wait().unwrap();
     check_clean(root, &before);
     assert_eq!(scratch_dirs(root).len(), 1, "a kill -9'd parent cannot clean up itself");
-    rbuild_builder::sandbox::Sandbox::new(root).unwrap();
+    rbuild_runtime::sandbox::Sandbox::new(root).unwrap();
     assert!(scratch_dirs(root).is_empty(), "the next sandbox removes what the killed one left");
     // And `rbuild prune` drops the killed runs' writable snapshots.
-    let r = rbuild_builder::snapshot::prune(root, &["base".to_string()].into_iter().collect()).unwrap();
+    let r = rbuild_runtime::snapshot::prune(root, &["base".to_string()].into_iter().collect()).unwrap();
     assert!(r.removed.iter().all(|k| k.starts_with("run-")) && !r.removed.is_empty(), "{r:?}");
 }

@@ -6,11 +6,11 @@
 mod common;
 
 use common::*;
-use rbuild_builder::diff::{self, Exclude};
-use rbuild_builder::sandbox::{RunSpec, Sandbox};
-use rbuild_builder::snapshot::{self, Snapshotter, WhiteoutStyle, copy::Copy, overlay::Overlay};
 use rbuild_image::Compression;
 use rbuild_image::layer::{ApplyOptions, OverlayXattr, WhiteoutMode, WriterOptions, apply_tar};
+use rbuild_runtime::diff::{self, Exclude};
+use rbuild_runtime::sandbox::{RunSpec, Sandbox};
+use rbuild_runtime::snapshot::{self, Snapshotter, WhiteoutStyle, copy::Copy, overlay::Overlay};
 use std::io::Read;
 use std::path::Path;
 
@@ -153,7 +153,7 @@ fn mountpoints_created_by_the_sandbox_stay_out_of_the_layer() {
     std::fs::remove_dir_all(sn.extract_dir("x").unwrap().0.join("tmp")).unwrap();
     sn.commit("b", "x").unwrap();
     let mut spec = RunSpec { rootfs: sn.prepare("s", Some("b")).unwrap(), ..Default::default() };
-    spec.mounts = vec![rbuild_builder::sandbox::MountSpec::Tmpfs { target: "/tmp/scratch/t".into(), size: None }];
+    spec.mounts = vec![rbuild_runtime::sandbox::MountSpec::Tmpfs { target: "/tmp/scratch/t".into(), size: None }];
     let (out, _, _) = sh(&sb, &spec, "echo hi > /tmp/scratch/t/x; echo kept > /root/kept");
     assert_eq!(out.code, 0);
     let changes = diff::changes(&sn.diff_source("s").unwrap(), &Exclude::from_outcome(&out), None).unwrap();

@@ -755,7 +755,7 @@ pub fn probe_overlay(root: &Path) -> Result<std::result::Result<(), String>> {
 }
 
 const NO_INIT: &str = "the sandbox init did not run: the binary's main must call \
-    rbuild_builder::sandbox::init_hook() before anything else";
+    rbuild_runtime::sandbox::init_hook() before anything else";
 
 static PARENT_FORWARD: AtomicI32 = AtomicI32::new(0);
 static WINCH: AtomicBool = AtomicBool::new(false);

@@ -1,4 +1,5 @@
-//! Small filesystem helpers shared by snapshots, the sandbox and the differ.
+//! Small filesystem helpers shared by snapshots, the sandbox and the differ (and the
+//! builder's COPY, which copies files the same way).
 
 use crate::error::{Error, Result};
 use std::ffi::{CString, OsStr, OsString};

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use rbuild_builder::sandbox::{Executor, Network, RunSpec, Sandbox};
-use rbuild_builder::snapshot::{self, Snapshotter};
+use rbuild_runtime::sandbox::{Executor, Network, RunSpec, Sandbox};
+use rbuild_runtime::snapshot::{self, Snapshotter};
 
 struct Env {
     _dir: tempfile::TempDir,

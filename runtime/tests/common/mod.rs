@@ -2,7 +2,7 @@
 //! and a busybox root filesystem.
 #![allow(dead_code)]
 
-use rbuild_builder::sandbox::{Executor, RunIo, RunOutcome, RunSpec, Sandbox, Stream};
+use rbuild_runtime::sandbox::{Executor, RunIo, RunOutcome, RunSpec, Sandbox, Stream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 static INIT_HOOK: extern "C" fn() = init_hook;
 
 extern "C" fn init_hook() {
-    if let Some(code) = rbuild_builder::sandbox::init_hook() {
+    if let Some(code) = rbuild_runtime::sandbox::init_hook() {
         std::process::exit(code)
     }
     if let Some(root) = std::env::var_os("RBUILD_TEST_PARENT") {
@@ -26,8 +26,8 @@ extern "C" fn init_hook() {
 /// The rootless half of tests/rootless.rs, run as an unprivileged user: a RUN that writes,
 /// deletes and uses a cache mount; prints what it saw and the layer's entries.
 fn helper_rootless(root: &Path) -> i32 {
-    use rbuild_builder::sandbox::{CacheSharing, MountSpec};
-    let sn = rbuild_builder::snapshot::open(root).unwrap();
+    use rbuild_runtime::sandbox::{CacheSharing, MountSpec};
+    let sn = rbuild_runtime::snapshot::open(root).unwrap();
     println!("driver {}", sn.name());
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);
@@ -53,13 +53,13 @@ fn helper_rootless(root: &Path) -> i32 {
             println!("code {} stderr {stderr}", out.code);
         }
         if i == 0 {
-            let ch = rbuild_builder::diff::changes(
+            let ch = rbuild_runtime::diff::changes(
                 &sn.diff_source("s0").unwrap(),
-                &rbuild_builder::diff::Exclude::from_outcome(&out),
+                &rbuild_runtime::diff::Exclude::from_outcome(&out),
                 Some((nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())),
             )
             .unwrap();
-            let (blob, _) = rbuild_builder::diff::write_to(Vec::new(), ch, rbuild_image::Compression::None, &Default::default()).unwrap();
+            let (blob, _) = rbuild_runtime::diff::write_to(Vec::new(), ch, rbuild_image::Compression::None, &Default::default()).unwrap();
             let mut entries: Vec<String> = tar::Archive::new(&blob[..])
                 .entries()
                 .unwrap()
@@ -85,7 +85,7 @@ fn helper_parent(root: &Path) -> i32 {
     unsafe {
         nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl).unwrap();
     }
-    let sn = rbuild_builder::snapshot::open(root).unwrap();
+    let sn = rbuild_runtime::snapshot::open(root).unwrap();
     if sn.stat("base").unwrap().is_none() {
         sn.prepare("x", None).unwrap();
         busybox_tree(&sn.extract_dir("x").unwrap().0);
