@@ -62,7 +62,7 @@ fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(50);
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
-    let sn = snapshot::open(root).unwrap();
+    let sn = snapshot::open(root, rbuild_runtime::sandbox::store_trees(root)).unwrap();
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);
     sn.commit("base", "x").unwrap();

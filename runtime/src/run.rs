@@ -178,7 +178,7 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
     let image = store.resolve(&opts.image)?;
     let config = image.config.config.clone().unwrap_or_default();
     let argv = command_line(&config, &opts.cmd, opts.entrypoint.as_deref())?;
-    let sn = snapshot::open(root)?;
+    let sn = snapshot::open(root, crate::sandbox::store_trees(root))?;
     let top = snapshot::unpack_image(sn.as_ref(), store, image.layers(), &image.config.rootfs.diff_ids, Some(sandbox))?;
 
     let id = new_id();

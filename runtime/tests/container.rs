@@ -56,6 +56,11 @@ fn containers_run_images_from_the_store() {
     let e = run_container(&store, &opts, &sb).unwrap_err().to_string();
     assert!(e.contains("already in use"), "{e}");
     // The kept container's layer survives prune; a --rm'd one left nothing.
-    let r = rbuild_runtime::snapshot::prune(store.root(), &Default::default()).unwrap();
+    let r = rbuild_runtime::snapshot::prune(
+        store.root(),
+        rbuild_runtime::sandbox::store_trees(store.root()),
+        &Default::default(),
+    )
+    .unwrap();
     assert!(r.removed.iter().all(|k| !k.starts_with("container-")), "{r:?}");
 }

@@ -97,6 +97,11 @@ fn interrupts_leave_nothing_behind() {
     rbuild_runtime::sandbox::Sandbox::new(root).unwrap();
     assert!(scratch_dirs(root).is_empty(), "the next sandbox removes what the killed one left");
     // And `rbuild prune` drops the killed runs' writable snapshots.
-    let r = rbuild_runtime::snapshot::prune(root, &["base".to_string()].into_iter().collect()).unwrap();
+    let r = rbuild_runtime::snapshot::prune(
+        root,
+        rbuild_runtime::sandbox::store_trees(root),
+        &["base".to_string()].into_iter().collect(),
+    )
+    .unwrap();
     assert!(r.removed.iter().all(|k| k.starts_with("run-")) && !r.removed.is_empty(), "{r:?}");
 }

@@ -130,7 +130,7 @@ fn flate2_free_gunzip(blob: &[u8], out: &mut Vec<u8>) {
 fn overlay_layers_replay_exactly() {
     require_root();
     let d = tempfile::tempdir().unwrap();
-    let sn = Overlay::new(&d.path().join("snapshots/overlay")).unwrap();
+    let sn = Overlay::new(&d.path().join("snapshots/overlay"), rbuild_runtime::sandbox::store_trees(d.path())).unwrap();
     run_case(&sn, d.path());
 }
 
@@ -138,7 +138,7 @@ fn overlay_layers_replay_exactly() {
 fn copy_fallback_layers_replay_exactly() {
     require_root();
     let d = tempfile::tempdir().unwrap();
-    let sn = Copy::new(&d.path().join("snapshots/copy")).unwrap();
+    let sn = Copy::new(&d.path().join("snapshots/copy"), rbuild_runtime::sandbox::store_trees(d.path())).unwrap();
     run_case(&sn, d.path());
 }
 
@@ -146,7 +146,7 @@ fn copy_fallback_layers_replay_exactly() {
 fn mountpoints_created_by_the_sandbox_stay_out_of_the_layer() {
     require_root();
     let d = tempfile::tempdir().unwrap();
-    let sn = snapshot::open(d.path()).unwrap();
+    let sn = snapshot::open(d.path(), rbuild_runtime::sandbox::store_trees(d.path())).unwrap();
     let sb = Sandbox::new(d.path()).unwrap();
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);
@@ -176,7 +176,7 @@ fn a_malicious_layer_cannot_escape_its_snapshot() {
     let d = tempfile::tempdir().unwrap();
     let outside = d.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    let sn = Overlay::new(&d.path().join("snapshots/overlay")).unwrap();
+    let sn = Overlay::new(&d.path().join("snapshots/overlay"), rbuild_runtime::sandbox::store_trees(d.path())).unwrap();
     // Layer 1: a symlink pointing out of the rootfs, then a file written through it, and a
     // `..` path.
     let mut tar = tar::Builder::new(Vec::new());
@@ -217,13 +217,13 @@ fn a_malicious_layer_cannot_escape_its_snapshot() {
 #[test]
 fn prune_keeps_what_is_asked_and_its_ancestors() {
     let d = tempfile::tempdir().unwrap();
-    let sn = Overlay::new(&d.path().join("snapshots/overlay")).unwrap();
+    let sn = Overlay::new(&d.path().join("snapshots/overlay"), rbuild_runtime::sandbox::store_trees(d.path())).unwrap();
     for (name, parent) in [("a", None), ("b", Some("a")), ("c", Some("b")), ("z", None)] {
         sn.prepare(&format!("k-{name}"), parent).unwrap();
         sn.commit(name, &format!("k-{name}")).unwrap();
     }
     let keep = ["b".to_string()].into_iter().collect();
-    let r = snapshot::prune(d.path(), &keep).unwrap();
+    let r = snapshot::prune(d.path(), rbuild_runtime::sandbox::store_trees(d.path()), &keep).unwrap();
     let mut removed = r.removed.clone();
     removed.sort();
     assert_eq!(removed, ["c", "z"]);

@@ -11,7 +11,7 @@ use rbuild_runtime::snapshot::{self, Snapshotter};
 fn setup() -> (tempfile::TempDir, Box<dyn Snapshotter>, Sandbox) {
     require_root();
     let d = tempfile::tempdir().unwrap();
-    let sn = snapshot::open(d.path()).unwrap();
+    let sn = snapshot::open(d.path(), rbuild_runtime::sandbox::store_trees(d.path())).unwrap();
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);
     sn.commit("base", "x").unwrap();

@@ -71,7 +71,7 @@ extern "C" fn subuid_hook() {
 /// USER app with only one id mapped; prints what each saw and the layer's owners.
 fn helper_subuid(root: &std::path::Path) -> i32 {
     use rbuild_runtime::sandbox::{Executor, IdMap, RunSpec, Sandbox};
-    let sn = rbuild_runtime::snapshot::open(root).unwrap();
+    let sn = rbuild_runtime::snapshot::open(root, rbuild_runtime::sandbox::store_trees(root)).unwrap();
     println!("driver {}", sn.name());
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);

@@ -19,7 +19,7 @@ fn setup() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     std::fs::create_dir_all(&root).unwrap();
-    let sn = snapshot::open(&root).unwrap();
+    let sn = snapshot::open(&root, rbuild_runtime::sandbox::store_trees(&root)).unwrap();
     sn.prepare("base-x", None).unwrap();
     let (fs, _) = sn.extract_dir("base-x").unwrap();
     busybox_tree(&fs);

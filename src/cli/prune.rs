@@ -57,7 +57,11 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
                 }
             }
         }
-        let snaps = rbuild_runtime::snapshot::prune(store.root(), &keep)?;
+        // What killed sandboxes and builds left in <root>/tmp goes first (it may hold
+        // snapshots' mounts' scratch).
+        rbuild_runtime::sandbox::cleanup_stale(store.root());
+        let trees = rbuild_runtime::sandbox::store_trees(store.root());
+        let snaps = rbuild_runtime::snapshot::prune(store.root(), trees, &keep)?;
         if !snaps.removed.is_empty() {
             println!("Removed {} unused snapshots", snaps.removed.len());
         }

@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 impl Builder<'_> {
     fn snapshotter(&self) -> Result<&dyn Snapshotter> {
-        let s = self.snapshotter.get_or_init(|| snapshot::open(self.store.root()).map_err(|e| e.to_string()));
+        let s = self.snapshotter.get_or_init(|| {
+            snapshot::open(self.store.root(), rbuild_runtime::sandbox::store_trees(self.store.root()))
+                .map_err(|e| e.to_string())
+        });
         s.as_ref().map(|b| b.as_ref()).map_err(|e| Error::Invalid(format!("snapshots: {e}")))
     }
 
@@ -394,7 +397,7 @@ impl Builder<'_> {
             }]));
         }
         let copy = dir.join("tree");
-        rbuild_runtime::sandbox::copy_store_tree(self.store.root(), base, &copy)?;
+        rbuild_runtime::sandbox::store_trees(self.store.root()).copy_tree(base, &copy)?;
         Ok(BindSource::Host(copy))
     }
 
@@ -460,7 +463,7 @@ struct Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         for d in &self.dirs {
-            if let Err(e) = rbuild_runtime::sandbox::remove_store_tree(&self.root, d) {
+            if let Err(e) = rbuild_runtime::sandbox::store_trees(&self.root).remove_tree(d) {
                 tracing::debug!("removing {}: {e}", d.display());
             }
         }

@@ -30,6 +30,7 @@ pub use spec::{
 };
 
 use crate::error::{Error, Result};
+use crate::snapshot::{self, ApplyLayer, TreeOps, WhiteoutStyle};
 use spec::{InitDevice, InitMount, InitSpec};
 use std::collections::VecDeque;
 use std::io::{BufRead, Read, Write};
@@ -156,8 +157,8 @@ impl Sandbox {
         self
     }
 
-    /// The rootless user namespace's id maps (`None` when root): pass to
-    /// [`crate::diff::changes_mapped`] so a layer records the ids the command saw.
+    /// The rootless user namespace's id maps (`None` when root): what the differ needs so a
+    /// layer records the ids the command saw.
     pub fn id_map(&self) -> Option<&IdMap> {
         self.id_map.as_ref()
     }
@@ -225,7 +226,7 @@ impl Sandbox {
         &self,
         blob: std::fs::File,
         dir: &Path,
-        style: crate::snapshot::WhiteoutStyle,
+        style: WhiteoutStyle,
         digest: Option<(rbuild_image::Digest, u64)>,
         diff_id: Option<rbuild_image::Digest>,
     ) -> Result<()> {
@@ -234,7 +235,7 @@ impl Sandbox {
 
     /// A writer whose bytes (a layer tar, compressed or not) are applied into `dir` as
     /// root of the user namespace; [`LayerApplier::finish`] says whether it worked.
-    pub fn layer_applier(&self, dir: &Path, style: crate::snapshot::WhiteoutStyle) -> Result<LayerApplier> {
+    pub fn layer_applier(&self, dir: &Path, style: WhiteoutStyle) -> Result<LayerApplier> {
         self.spawn_applier(Stdio::piped(), dir, style, None, None)
     }
 
@@ -242,7 +243,7 @@ impl Sandbox {
         &self,
         input: Stdio,
         dir: &Path,
-        style: crate::snapshot::WhiteoutStyle,
+        style: WhiteoutStyle,
         digest: Option<(rbuild_image::Digest, u64)>,
         diff_id: Option<rbuild_image::Digest>,
     ) -> Result<LayerApplier> {
@@ -254,7 +255,7 @@ impl Sandbox {
         let mut spec = self.base_spec(&self.root.join("tmp"));
         spec.extract = Some(spec::ExtractSpec {
             dir: dir.to_path_buf(),
-            overlay: style == crate::snapshot::WhiteoutStyle::Overlay,
+            overlay: style == WhiteoutStyle::Overlay,
             digest,
             diff_id,
         });
@@ -422,7 +423,7 @@ impl Sandbox {
             scratch.join(format!("cache-{name}"))
         };
         if !dir.exists() {
-            let tmp = base.join(format!(".new-{}-{}", std::process::id(), crate::snapshot::unique()));
+            let tmp = base.join(format!(".new-{}-{}", std::process::id(), snapshot::unique()));
             let target = if got { &tmp } else { &dir };
             std::fs::create_dir(target).map_err(Error::io(target))?;
             let _ = std::os::unix::fs::chown(target, Some(uid), Some(gid));
@@ -701,35 +702,67 @@ fn host_device(p: &Path) -> Result<(nix::sys::stat::FileStat, bool)> {
     }
 }
 
-/// Copy a tree of the store under `root` keeping owners ([`Sandbox::copy_tree`]): the
-/// copy snapshot driver's `prepare`.
-pub fn copy_store_tree(root: &Path, from: &Path, to: &Path) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        return crate::util::copy_tree(from, to);
-    }
-    Sandbox::open(root)?.copy_tree(from, to)
+/// The trees of the store under `root` as the snapshotter needs them handled ([`TreeOps`]): plainly when
+/// root; rootless, what a plain removal leaves (files of subordinate ids) is removed, and
+/// trees are copied, from inside the user namespace ([`Sandbox::remove_tree`],
+/// [`Sandbox::copy_tree`]). Opens a sandbox on the store root only when it needs one.
+/// What [`snapshot::open`] and [`snapshot::prune`] take.
+pub fn store_trees(root: &Path) -> Arc<dyn TreeOps> {
+    Arc::new(StoreTrees { root: root.to_path_buf() })
 }
 
-/// Remove a tree of the store under `root` that a rootless sandbox may have filled with
-/// files of subordinate ids the caller cannot remove itself: a plain removal first, then,
-/// for what is left, from inside the user namespace ([`Sandbox::remove_tree`]).
-pub fn remove_store_tree(root: &Path, path: &Path) -> Result<()> {
-    let first = crate::util::remove_tree(path);
-    if first.is_ok() || nix::unistd::geteuid().is_root() {
-        return first;
+#[derive(Debug, Clone)]
+struct StoreTrees {
+    root: PathBuf,
+}
+
+impl TreeOps for StoreTrees {
+    fn remove_tree(&self, path: &Path) -> Result<()> {
+        let first = crate::util::remove_tree(path);
+        if first.is_ok() || nix::unistd::geteuid().is_root() {
+            return first;
+        }
+        match Sandbox::open(&self.root) {
+            Ok(sb) if sb.extracts_in_userns() => sb.remove_tree(path),
+            _ => first,
+        }
     }
-    match Sandbox::open(root) {
-        Ok(sb) if sb.extracts_in_userns() => sb.remove_tree(path),
-        _ => first,
+
+    fn copy_tree(&self, from: &Path, to: &Path) -> Result<()> {
+        if nix::unistd::geteuid().is_root() {
+            return crate::util::copy_tree(from, to);
+        }
+        Sandbox::open(&self.root)?.copy_tree(from, to)
+    }
+
+    fn probe_overlay(&self) -> Result<std::result::Result<(), String>> {
+        probe_overlay(&self.root)
+    }
+}
+
+impl ApplyLayer for Sandbox {
+    fn applies_in_userns(&self) -> bool {
+        self.extracts_in_userns()
+    }
+
+    fn apply_layer(
+        &self,
+        blob: std::fs::File,
+        dir: &Path,
+        style: WhiteoutStyle,
+        digest: Option<(rbuild_image::Digest, u64)>,
+        diff_id: Option<rbuild_image::Digest>,
+    ) -> Result<()> {
+        Sandbox::apply_layer(self, blob, dir, style, digest, diff_id)
     }
 }
 
 /// Can overlayfs mount under `root` (through a user namespace when not root)? Runs the
 /// init in probe mode: Ok(Ok(())) when it can, Ok(Err(reason)) when it cannot, Err when
 /// the init itself did not run.
-pub fn probe_overlay(root: &Path) -> Result<std::result::Result<(), String>> {
+fn probe_overlay(root: &Path) -> Result<std::result::Result<(), String>> {
     let sb = Sandbox::new(root)?;
-    let d = root.join("tmp").join(format!("probe-{}-{}", std::process::id(), crate::snapshot::unique()));
+    let d = root.join("tmp").join(format!("probe-{}-{}", std::process::id(), snapshot::unique()));
     for sub in ["l", "u", "w", "m"] {
         std::fs::create_dir_all(d.join(sub)).map_err(Error::io(&d))?;
     }

@@ -235,7 +235,7 @@ pub struct RunOutcome {
     /// Killed because the caller cancelled (Ctrl-C).
     pub cancelled: bool,
     /// Paths (in the container) that the sandbox created as mount points and that must
-    /// stay out of the layer: pass to [`crate::diff::Exclude`].
+    /// stay out of the layer: what the differ leaves out.
     pub mountpoints: Vec<String>,
     /// Directories the sandbox created only to hold mount points: left out of the layer
     /// when the command put nothing else in them.

@@ -2,9 +2,10 @@
 //! its whole tree; `prepare` copies the parent's, and a diff walks both trees.
 
 use super::overlay::bind;
-use super::{DiffSource, Dirs, Info, Kind, Mount, Snapshotter, WhiteoutStyle};
+use super::{DiffSource, Dirs, Info, Kind, Mount, Snapshotter, TreeOps, WhiteoutStyle};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The copying snapshotter over `<root>/snapshots/copy`.
 pub struct Copy {
@@ -12,9 +13,9 @@ pub struct Copy {
 }
 
 impl Copy {
-    /// Open (creating) the driver's directory.
-    pub fn new(base: &Path) -> Result<Copy> {
-        Ok(Copy { dirs: Dirs::new(base)? })
+    /// Open (creating) the driver's directory; `trees` removes and copies its trees.
+    pub fn new(base: &Path, trees: Arc<dyn TreeOps>) -> Result<Copy> {
+        Ok(Copy { dirs: Dirs::new(base, trees)? })
     }
 
     fn parent_fs(&self, info: &Info) -> Result<Option<PathBuf>> {

@@ -21,9 +21,10 @@
 //! Keys map to directory names with `:` replaced by `_` (`sha256:ab…` -> `sha256_ab…`).
 //!
 //! Rootless with subordinate ids, trees holding files of other ids are copied and removed
-//! from inside the sandbox's user namespace ([`crate::sandbox::remove_store_tree`]), and
-//! [`unpack_image`] applies layers there, so files keep their image owners. [`open`]
-//! removes active snapshots of killed processes.
+//! from inside a user namespace, and [`unpack_image`] applies layers there, so files keep
+//! their image owners: the snapshotter does not do that itself but asks a [`TreeOps`]
+//! (and an [`ApplyLayer`]) it is given, which the sandbox, one layer up, implements.
+//! [`open`] removes active snapshots of killed processes.
 
 pub mod copy;
 pub mod overlay;
@@ -33,6 +34,7 @@ use rbuild_image::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to mount a snapshot (containerd's `Mount`): `fstype` `overlay` (source `overlay`,
 /// options `lowerdir=…`, `upperdir=…`, `workdir=…`, `userxattr`) or `bind` (source a
@@ -82,7 +84,7 @@ pub struct Info {
     pub pid: Option<i32>,
 }
 
-/// How to read what an active snapshot changed (see [`crate::diff`]).
+/// How to read what an active snapshot changed (the differ, a layer up, reads it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiffSource {
     /// An overlayfs upperdir: new and changed files as they are, deletions as whiteouts
@@ -109,6 +111,38 @@ pub enum WhiteoutStyle {
     Overlay,
     /// Onto a full copy of the parent tree: whiteouts delete what they name.
     Delete,
+}
+
+/// Work on the store's trees that may need a user namespace: rootless with subordinate ids,
+/// files of other ids can be read, chowned and removed only as root there, and whether
+/// overlayfs mounts is known only by trying in one. The sandbox implements it.
+pub trait TreeOps: Send + Sync {
+    /// Remove a tree (missing is fine), including files of other ids.
+    fn remove_tree(&self, path: &Path) -> Result<()>;
+    /// Copy the tree `from` to `to` (which must not exist) keeping owners, modes, times
+    /// and xattrs.
+    fn copy_tree(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Can overlayfs mount under the store root? `Ok(Err(reason))` when it cannot, `Err`
+    /// when the probe itself did not run.
+    fn probe_overlay(&self) -> Result<std::result::Result<(), String>>;
+}
+
+/// Applies image layers where this process cannot give files their owners (rootless with
+/// subordinate ids: as root of a user namespace). The sandbox implements it.
+pub trait ApplyLayer {
+    /// Must layers go through [`ApplyLayer::apply_layer`]? Otherwise they are applied
+    /// in-process.
+    fn applies_in_userns(&self) -> bool;
+    /// Apply a layer blob (compressed or not) into `dir`, verifying it against `digest`
+    /// (and size) and `diff_id` when given.
+    fn apply_layer(
+        &self,
+        blob: std::fs::File,
+        dir: &Path,
+        style: WhiteoutStyle,
+        digest: Option<(Digest, u64)>,
+        diff_id: Option<Digest>,
+    ) -> Result<()>;
 }
 
 /// A snapshot driver, in containerd's vocabulary.
@@ -143,8 +177,9 @@ pub trait Snapshotter: Send + Sync {
 /// Open the snapshotter of a store root, choosing the driver the first time: overlayfs
 /// when a test mount works here (in a user namespace when not root), else the copy driver.
 /// `RBUILD_SNAPSHOTTER=overlay|copy` forces one. The choice is kept in
-/// `<root>/snapshots/driver` so a root never mixes drivers.
-pub fn open(root: &Path) -> Result<Box<dyn Snapshotter>> {
+/// `<root>/snapshots/driver` so a root never mixes drivers. `trees` removes and copies the
+/// snapshots' trees and runs the overlayfs probe.
+pub fn open(root: &Path, trees: Arc<dyn TreeOps>) -> Result<Box<dyn Snapshotter>> {
     let base = root.join("snapshots");
     std::fs::create_dir_all(&base).map_err(Error::io(&base))?;
     let forced = std::env::var("RBUILD_SNAPSHOTTER").ok().filter(|s| !s.is_empty());
@@ -153,7 +188,7 @@ pub fn open(root: &Path) -> Result<Box<dyn Snapshotter>> {
         (Some(f), _) => f,
         (None, Some(r)) => r,
         (None, None) => {
-            let d = match crate::sandbox::probe_overlay(root)? {
+            let d = match trees.probe_overlay()? {
                 Ok(()) => "overlay".to_string(),
                 Err(e) => {
                     tracing::warn!("overlayfs is not usable here ({e}); snapshots fall back to copying trees");
@@ -165,8 +200,8 @@ pub fn open(root: &Path) -> Result<Box<dyn Snapshotter>> {
         }
     };
     let sn: Box<dyn Snapshotter> = match driver.as_str() {
-        "overlay" => Box::new(overlay::Overlay::new(&base.join("overlay"))?),
-        "copy" => Box::new(copy::Copy::new(&base.join("copy"))?),
+        "overlay" => Box::new(overlay::Overlay::new(&base.join("overlay"), trees)?),
+        "copy" => Box::new(copy::Copy::new(&base.join("copy"), trees)?),
         other => {
             return Err(Error::Snapshot {
                 key: "driver".into(),
@@ -238,15 +273,16 @@ pub fn unpack(
 
 /// [`unpack`] for an image in the store: each missing layer blob is read, verified against
 /// its digest and diffID while it is applied, and committed under its chain ID. Returns
-/// the top chain ID (the parent for a RUN's `prepare`). With a rootless `sandbox` that
-/// maps subordinate ids, layers are applied inside its user namespace so files keep the
-/// owners the image gives them (else they would all be the caller's, root inside).
+/// the top chain ID (the parent for a RUN's `prepare`). With an `applier` that
+/// [applies in a user namespace](ApplyLayer::applies_in_userns) (a rootless sandbox that
+/// maps subordinate ids), layers are applied there so files keep the owners the image
+/// gives them (else they would all be the caller's, root inside).
 pub fn unpack_image(
     sn: &dyn Snapshotter,
     store: &rbuild_image::Store,
     layers: &[rbuild_image::Descriptor],
     diff_ids: &[Digest],
-    sandbox: Option<&crate::sandbox::Sandbox>,
+    applier: Option<&dyn ApplyLayer>,
 ) -> Result<Option<String>> {
     use rbuild_image::digest::VerifyingReader;
     use rbuild_image::layer::{apply_tar, decompress};
@@ -256,7 +292,7 @@ pub fn unpack_image(
             reason: format!("{} layers but {} diffIDs in the config", layers.len(), diff_ids.len()),
         });
     }
-    let in_userns = sandbox.filter(|s| s.extracts_in_userns());
+    let in_userns = applier.filter(|a| a.applies_in_userns());
     unpack(sn, diff_ids, &mut |i, dir, style| {
         let blob = store.open_blob(&layers[i].digest)?;
         if let Some(sb) = in_userns {
@@ -300,10 +336,8 @@ pub struct PruneReport {
 
 /// Remove every committed snapshot that is neither in `keep` nor an ancestor of something
 /// kept or of a live active snapshot, and active snapshots whose process is gone: what
-/// `rbuild prune` calls with the chain IDs of the images it keeps.
-pub fn prune(root: &Path, keep: &HashSet<String>) -> Result<PruneReport> {
-    // And what killed sandboxes left in <root>/tmp.
-    crate::sandbox::cleanup_stale(root);
+/// `rbuild prune` calls with the chain IDs of the images it keeps. `trees` removes them.
+pub fn prune(root: &Path, trees: Arc<dyn TreeOps>, keep: &HashSet<String>) -> Result<PruneReport> {
     let base = root.join("snapshots");
     let mut report = PruneReport::default();
     for driver in ["overlay", "copy"] {
@@ -311,8 +345,11 @@ pub fn prune(root: &Path, keep: &HashSet<String>) -> Result<PruneReport> {
         if !dir.is_dir() {
             continue;
         }
-        let sn: Box<dyn Snapshotter> =
-            if driver == "overlay" { Box::new(overlay::Overlay::new(&dir)?) } else { Box::new(copy::Copy::new(&dir)?) };
+        let sn: Box<dyn Snapshotter> = if driver == "overlay" {
+            Box::new(overlay::Overlay::new(&dir, trees.clone())?)
+        } else {
+            Box::new(copy::Copy::new(&dir, trees.clone())?)
+        };
         let all = sn.list()?;
         let by_key: std::collections::HashMap<&str, &Info> = all.iter().map(|i| (i.key.as_str(), i)).collect();
         let mut live: HashSet<String> = HashSet::new();
@@ -380,29 +417,25 @@ pub(crate) fn dir_name(key: &str) -> Result<String> {
 /// Shared on-disk bookkeeping of both drivers.
 pub(crate) struct Dirs {
     pub base: PathBuf,
+    trees: Arc<dyn TreeOps>,
 }
 
 impl Dirs {
-    pub fn new(base: &Path) -> Result<Dirs> {
+    pub fn new(base: &Path, trees: Arc<dyn TreeOps>) -> Result<Dirs> {
         std::fs::create_dir_all(base).map_err(Error::io(base))?;
-        Ok(Dirs { base: base.to_path_buf() })
-    }
-
-    /// The store root (`<root>/snapshots/<driver>` is `base`).
-    fn store_root(&self) -> &Path {
-        self.base.parent().and_then(Path::parent).unwrap_or(&self.base)
+        Ok(Dirs { base: base.to_path_buf(), trees })
     }
 
     /// Remove a tree of this driver: rootless, files a non-root `USER` made belong to
     /// subordinate ids and are removed from inside the user namespace.
     pub fn remove_tree(&self, p: &Path) -> Result<()> {
-        crate::sandbox::remove_store_tree(self.store_root(), p)
+        self.trees.remove_tree(p)
     }
 
     /// Copy a tree keeping owners: rootless with subordinate ids, from inside the user
     /// namespace (files of other users are readable and chownable only there).
     pub fn copy_tree(&self, from: &Path, to: &Path) -> Result<()> {
-        crate::sandbox::copy_store_tree(self.store_root(), from, to)
+        self.trees.copy_tree(from, to)
     }
 
     pub fn dir(&self, key: &str) -> Result<PathBuf> {

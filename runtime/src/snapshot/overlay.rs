@@ -2,9 +2,10 @@
 //! devices, opaque directories by xattr); an active snapshot is an empty upperdir mounted
 //! over its ancestors.
 
-use super::{DiffSource, Dirs, Info, Kind, Mount, Snapshotter, WhiteoutStyle};
+use super::{DiffSource, Dirs, Info, Kind, Mount, Snapshotter, TreeOps, WhiteoutStyle};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The overlayfs snapshotter over `<root>/snapshots/overlay`.
 pub struct Overlay {
@@ -13,9 +14,9 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// Open (creating) the driver's directory. Rootless (euid != 0) mounts use `userxattr`.
-    pub fn new(base: &Path) -> Result<Overlay> {
-        Ok(Overlay { dirs: Dirs::new(base)?, rootless: !nix::unistd::geteuid().is_root() })
+    /// Open (creating) the driver's directory; `trees` removes and copies its trees. Rootless (euid != 0) mounts use `userxattr`.
+    pub fn new(base: &Path, trees: Arc<dyn TreeOps>) -> Result<Overlay> {
+        Ok(Overlay { dirs: Dirs::new(base, trees)?, rootless: !nix::unistd::geteuid().is_root() })
     }
 
     fn lowers(&self, parent: Option<&str>) -> Result<Vec<PathBuf>> {

@@ -27,7 +27,7 @@ extern "C" fn init_hook() {
 /// deletes and uses a cache mount; prints what it saw and the layer's entries.
 fn helper_rootless(root: &Path) -> i32 {
     use rbuild_runtime::sandbox::{CacheSharing, MountSpec};
-    let sn = rbuild_runtime::snapshot::open(root).unwrap();
+    let sn = rbuild_runtime::snapshot::open(root, rbuild_runtime::sandbox::store_trees(root)).unwrap();
     println!("driver {}", sn.name());
     sn.prepare("x", None).unwrap();
     busybox_tree(&sn.extract_dir("x").unwrap().0);
@@ -85,7 +85,7 @@ fn helper_parent(root: &Path) -> i32 {
     unsafe {
         nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl).unwrap();
     }
-    let sn = rbuild_runtime::snapshot::open(root).unwrap();
+    let sn = rbuild_runtime::snapshot::open(root, rbuild_runtime::sandbox::store_trees(root)).unwrap();
     if sn.stat("base").unwrap().is_none() {
         sn.prepare("x", None).unwrap();
         busybox_tree(&sn.extract_dir("x").unwrap().0);
