@@ -29,7 +29,7 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     if args.cache && !args.dry_run {
         let keep = match &args.keep_storage {
             Some(s) => Some(
-                rbuild_builder::build::cache::parse_size(s)
+                rbuild_builder::cache::parse_size(s)
                     .ok_or_else(|| anyhow::anyhow!("--keep-storage {s:?}: expected a size like 512MB or 10GB"))?,
             ),
             None => None,
@@ -40,11 +40,11 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
                 .strip_prefix("until=")
                 .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: only until=DURATION is supported"))?;
             until = Some(
-                rbuild_builder::build::cache::parse_duration(d)
+                rbuild_builder::cache::parse_duration(d)
                     .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: expected a duration like 24h or 90m"))?,
             );
         }
-        let r = rbuild_builder::build::cache::prune(&store, keep, until)?;
+        let r = rbuild_builder::cache::prune(&store, keep, until)?;
         println!("Build cache: {} entries removed, {} kept", r.records_removed, r.records_kept);
     }
     if !args.dry_run {

@@ -4,8 +4,8 @@
 //! compressed when they leave the machine (push, archives) or when `--compression` asks;
 //! the compressed blob is kept and reused next time.
 
-use super::cache::Cache;
-use super::solver::{Builder, LayerRef};
+use crate::cache::Cache;
+use crate::solver::{Builder, LayerRef};
 use crate::{Error, Result};
 use rbuild_image::layer::LayerBlobWriter;
 use rbuild_image::manifest::ImageManifest;

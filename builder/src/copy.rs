@@ -4,9 +4,9 @@
 //! slash, an existing directory as destination, created parents, `--chown`, `--chmod`).
 //! The layer is written straight from the source files: nothing is staged.
 
-use super::context::StatCache;
-use super::glob;
-use super::view::{self, View};
+use crate::context::StatCache;
+use crate::glob;
+use crate::view::{self, View};
 use crate::{Error, Result};
 use rbuild_frontend::dockerignore::Matcher;
 use rbuild_image::inroot::InRoot;

@@ -2,8 +2,8 @@
 //! on top, the command in the sandbox with its mounts, and what it changed written as
 //! the step's layer.
 
-use super::cache::LayerRecord;
-use super::solver::{Builder, State, state_of_image};
+use crate::cache::LayerRecord;
+use crate::solver::{Builder, State, state_of_image};
 use crate::{Error, Result};
 use rbuild_frontend::graph::{ExecOp, MountType, NetworkMode, Sharing, SourceRef, Step};
 use rbuild_image::layer::{Change, WriterOptions};
@@ -114,7 +114,7 @@ impl Builder<'_> {
                 Ok(())
             });
             let written = (move || -> Result<LayerRecord> {
-                let w = super::cancel::Checked::new(self.store.ingest()?, &self.cancel);
+                let w = crate::cancel::Checked::new(self.store.ingest()?, &self.cancel);
                 let tee = Tee { inner: w, tx: Some(tx), buf: Vec::with_capacity(TEE_CHUNK) };
                 let w =
                     rbuild_image::layer::write_layer(changes, tee, &opts).map_err(|e| self.cancelled_or(e.into()))?;
@@ -417,13 +417,13 @@ impl Builder<'_> {
             |p: &str| paths.iter().any(|o| o.len() > p.len() && o.starts_with(p) && o.as_bytes()[p.len()] == b'/');
         let opaque: Vec<String> = changes
             .iter()
-            .filter_map(|c| if let Change::Opaque(p) = c { Some(super::view::clean(p)) } else { None })
+            .filter_map(|c| if let Change::Opaque(p) = c { Some(crate::view::clean(p)) } else { None })
             .collect();
         let mut view = None;
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             if let Change::Add(a) = &c {
-                let p = super::view::clean(&a.path);
+                let p = crate::view::clean(&a.path);
                 if !has_child(&p) && !opaque.contains(&p) {
                     if let Ok(md) = std::fs::symlink_metadata(&a.source) {
                         if md.is_dir() {
@@ -568,5 +568,5 @@ fn path_of(c: &Change) -> String {
         Change::Dir(d) => &d.path,
         Change::Whiteout(p) | Change::Opaque(p) => p,
     };
-    super::view::clean(p)
+    crate::view::clean(p)
 }

@@ -6,7 +6,7 @@
 //! `<root>/cache/compressed/` and pinned too. A record file's mtime is when it was last
 //! used: [`prune`] goes by it.
 
-use super::context::write_atomic;
+use crate::context::write_atomic;
 use crate::{Error, Result};
 use rbuild_image::config::History;
 use rbuild_image::{Compression, Descriptor, Digest, Store, media_type};

@@ -3,9 +3,9 @@
 //! (key -> layer + history). `type=local` is an OCI layout directory; `type=registry` the
 //! same manifest pushed to a registry.
 
-use super::CacheSpec;
-use super::cache::Record;
-use super::solver::Builder;
+use crate::CacheSpec;
+use crate::cache::Record;
+use crate::solver::Builder;
 use crate::{Error, Result};
 use rbuild_image::manifest::ImageManifest;
 use rbuild_image::{Descriptor, RawManifest, Reference, Store, media_type as mt};

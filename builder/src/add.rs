@@ -1,8 +1,8 @@
 //! ADD's extras: local archives extracted, URLs downloaded (with `--checksum`), git
 //! repositories fetched (the one commit, when git is installed; `URL#ref:subdir`).
 
-use super::copy::{Selected, Tree, tree_of_root};
-use super::solver::{Builder, is_git, is_url};
+use crate::copy::{Selected, Tree, tree_of_root};
+use crate::solver::{Builder, is_git, is_url};
 use crate::{Error, Result};
 use rbuild_frontend::graph::CopyOp;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub fn extract_archive(b: &Builder, archive: &Path) -> Result<(Tree, Vec<Selected>)> {
     let dir = b.tmp.path().join(format!("add-{}", rbuild_runtime::snapshot::unique()));
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let f = super::cancel::Checked::new(std::fs::File::open(archive).map_err(Error::io(archive))?, &b.cancel);
+    let f = crate::cancel::Checked::new(std::fs::File::open(archive).map_err(Error::io(archive))?, &b.cancel);
     // Docker and BuildKit skip a file entry with an empty name; a layer may not have one.
     let opts = rbuild_image::layer::ApplyOptions { lenient_root: true, ..Default::default() };
     rbuild_image::layer::apply_layer(f, &dir, &opts)
@@ -363,7 +363,7 @@ fn download(b: &Builder, url: &str, to: &PathBuf, checksum: Option<&str>, n: u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::solver::is_git;
+    use crate::solver::is_git;
 
     #[test]
     fn git_sources_are_detected_like_buildkit() {

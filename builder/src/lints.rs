@@ -3,9 +3,9 @@
 //! (or `BUILDKIT_DOCKERFILE_CHECK=error=true`) a violation stops the build, as in
 //! `docker build`.
 
-use super::Error;
-use super::progress::Progress;
-use super::resolver::{Resolver, SeenResolver};
+use crate::Error;
+use crate::progress::Progress;
+use crate::resolver::{Resolver, SeenResolver};
 use rbuild_frontend::{Diagnostic, Location, LowerOptions, Severity};
 
 /// rbuild's own notes that a build has already acted on: a base image that did not

@@ -3,14 +3,14 @@
 //! (same cache key => computed once, the other waits), each step looked up in the cache
 //! before it is executed.
 
-use super::BuildRequest;
-use super::cache::{Cache, LayerRecord, Record};
-use super::config;
-use super::context::{Context, StatCache};
-use super::copy::{self, Placement, Tree};
-use super::progress::Progress;
-use super::resolver::{BaseImage, Resolver};
-use super::view::{self, Listing, View};
+use crate::BuildRequest;
+use crate::cache::{Cache, LayerRecord, Record};
+use crate::config;
+use crate::context::{Context, StatCache};
+use crate::copy::{self, Placement, Tree};
+use crate::progress::Progress;
+use crate::resolver::{BaseImage, Resolver};
+use crate::view::{self, Listing, View};
 use crate::{Error, Result};
 use rbuild_frontend::BuildGraph;
 use rbuild_frontend::graph::{ConfigChange, CopyOp, Op, SourceOp, SourceRef, Stage, Step};
@@ -363,7 +363,7 @@ impl<'a> Builder<'a> {
                         if c.sources.iter().all(|s| is_git(s)) {
                             let mut key = String::new();
                             for s in &c.sources {
-                                match super::add::git_commit(s, &self.cancel)? {
+                                match crate::add::git_commit(s, &self.cancel)? {
                                     Some(commit) => key.push_str(&format!("git:{s}@{commit}\n")),
                                     None => return Ok(format!("remote:{}", uuid_like())),
                                 }
@@ -417,7 +417,7 @@ impl<'a> Builder<'a> {
     }
 
     pub(crate) fn missing_hint(&self, rel: &str) -> Option<String> {
-        if super::glob::has_meta(rel) {
+        if crate::glob::has_meta(rel) {
             return self.missing_glob_hint(rel);
         }
         let p = self.ctx.root().join(rel);
@@ -448,7 +448,7 @@ impl<'a> Builder<'a> {
             .filter_entry(|e| {
                 rel_of(e.path()).is_some_and(|r| {
                     let d = r.split('/').count();
-                    d <= comps.len() && super::glob::matches(&comps[..d].join("/"), &r)
+                    d <= comps.len() && crate::glob::matches(&comps[..d].join("/"), &r)
                 })
             });
         for e in walker.flatten() {
@@ -518,7 +518,7 @@ impl<'a> Builder<'a> {
                 self.ensure_local(l)?;
                 let x = view::listing_of(self.store.open_blob(&l.desc.digest)?)?;
                 if let Ok(b) = serde_json::to_vec(&x) {
-                    let _ = super::context::write_atomic(&path, &b);
+                    let _ = crate::context::write_atomic(&path, &b);
                 }
                 x
             }
@@ -585,7 +585,7 @@ impl<'a> Builder<'a> {
                 std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
                 self.ensure_all_local(&st.layers)?;
                 for l in &st.layers {
-                    let blob = super::cancel::Checked::new(self.store.open_blob(&l.desc.digest)?, &self.cancel);
+                    let blob = crate::cancel::Checked::new(self.store.open_blob(&l.desc.digest)?, &self.cancel);
                     rbuild_image::layer::apply_layer(blob, &dir, &Default::default())
                         .map_err(|e| self.cancelled_or(e.into()))?;
                 }
@@ -602,7 +602,7 @@ impl<'a> Builder<'a> {
             return Ok(None);
         }
         let opts = WriterOptions { source_date_epoch: self.req.source_date_epoch, xattrs: true };
-        let w = super::cancel::Checked::new(self.store.ingest()?, &self.cancel);
+        let w = crate::cancel::Checked::new(self.store.ingest()?, &self.cancel);
         let w = rbuild_image::layer::write_layer(changes, w, &opts).map_err(|e| self.cancelled_or(e.into()))?;
         let (diff_id, size) = w.into_inner().commit(None, None)?;
         Ok(Some(LayerRecord { diff_id, size }))
@@ -682,7 +682,7 @@ impl<'a> Builder<'a> {
         }
         match &c.from {
             SourceRef::Context if c.add && c.sources.iter().any(|s| is_remote(s)) => {
-                let (tree, names) = super::add::fetch_remote(self, c, n)?;
+                let (tree, names) = crate::add::fetch_remote(self, c, n)?;
                 placement.default_owner = Some((0, 0));
                 if c.sources.iter().any(|s| is_url(s)) {
                     placement.file_mode = Some(mode.as_ref().map(|m| m.apply(0o600, false)).unwrap_or(0o600));
@@ -701,7 +701,7 @@ impl<'a> Builder<'a> {
                         sel.into_iter().partition(|s| !s.is_dir && copy::is_archive(&tree[&s.rel]));
                     changes.extend(copy::plan(tree, &plain, &placement, v.as_ref())?);
                     for a in archives {
-                        let (t, s) = super::add::extract_archive(self, &tree[&a.rel])?;
+                        let (t, s) = crate::add::extract_archive(self, &tree[&a.rel])?;
                         let mut p = placement.clone();
                         p.dest_is_dir = true;
                         p.default_owner = None;
