@@ -8,7 +8,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // The sandbox re-executes this binary as a container's init; that must happen before
     // anything else (no threads, no runtime) runs.
-    if let Some(code) = rbuild_builder::sandbox::init_hook() {
+    if let Some(code) = rbuild_runtime::sandbox::init_hook() {
         std::process::exit(code);
     }
     cli::main()

@@ -59,7 +59,7 @@ fn run_prints_what_cmd_says_and_returns_its_code() {
     let (out, err) = text(&o);
     assert!(
         !err.contains("init did not run"),
-        "src/main.rs must call rbuild_builder::sandbox::init_hook() first: {err}"
+        "src/main.rs must call rbuild_runtime::sandbox::init_hook() first: {err}"
     );
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(out, "from-cmd\n");

@@ -9,7 +9,7 @@ n="${1:-50}"
 profile="${PROFILE:-release}"
 dir=release
 [ "$profile" = release ] || dir=debug
-cargo run --profile "$profile" -q -p rbuild-builder --example sandbox_bench -- "$n"
+cargo run --profile "$profile" -q -p rbuild-runtime --example sandbox_bench -- "$n"
 
 cargo build --profile "$profile" -q -p rbuild
 rb="$PWD/target/$dir/rbuild"

@@ -1,12 +1,14 @@
-//! The one error type of rbuild-builder: snapshots, the sandbox, diffs and builds.
+//! The one error type of rbuild-builder: builds (the runtime's errors are wrapped whole),
+//! with a step's location attached and rendered for people with its Dockerfile line.
 
+use rbuild_frontend::Span;
 use std::path::PathBuf;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong preparing snapshots, running a sandbox, diffing a layer or
-/// building an image; build errors name the step (Dockerfile line) or the thing concerned.
+/// Everything that can go wrong building an image; errors name the step (Dockerfile line)
+/// or the thing concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error, with the path it happened on.
@@ -17,39 +19,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A system call that failed, with what it was doing.
-    #[error("{what}: {source}")]
-    Sys {
-        /// What was being done (names the path or the call).
-        what: String,
-        /// The errno.
-        source: nix::Error,
-    },
-    /// A user or group the image does not know.
-    #[error("{0}")]
-    User(String),
-    /// A run spec that cannot be run (bad mount, bad path, missing secret…).
-    #[error("invalid run spec: {0}")]
-    Spec(String),
-    /// A snapshot that is missing, busy or in the wrong state.
-    #[error("snapshot {key}: {reason}")]
-    Snapshot {
-        /// The snapshot key or name.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The sandbox could not be set up or did not report back.
-    #[error("sandbox: {0}")]
-    Sandbox(String),
-    /// A container for `rbuild run` (name in use, unknown…).
-    #[error("container {name}: {reason}")]
-    Container {
-        /// The container name or ID.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// Snapshots, the sandbox or a layer diff (a RUN step's machinery).
+    #[error(transparent)]
+    Runtime(#[from] rbuild_runtime::Error),
     /// An error from the image crate (store, layers).
     #[error(transparent)]
     Image(#[from] rbuild_image::Error),
@@ -63,7 +35,7 @@ pub enum Error {
     #[error("{message}")]
     Step {
         /// The Dockerfile line(s) of the step.
-        span: rbuild_frontend::Span,
+        span: Span,
         /// The instruction as written.
         instruction: String,
         /// What went wrong.
@@ -97,9 +69,48 @@ impl Error {
         move |source| Error::Io { path, source }
     }
 
-    /// Wrap an errno with what was being done.
-    pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
-        let what = what.into();
-        move |source| Error::Sys { what, source }
+    /// Attach a step's location to an error that has none.
+    pub fn at_step(self, span: Span, instruction: &str) -> Error {
+        match self {
+            Error::Step { span: s, instruction: i, message, tail } if s.line == 0 => {
+                Error::Step { span, instruction: if i.is_empty() { instruction.to_string() } else { i }, message, tail }
+            }
+            e @ (Error::Step { .. } | Error::Cancelled) => e,
+            e => Error::Step { span, instruction: instruction.to_string(), message: e.to_string(), tail: Vec::new() },
+        }
+    }
+
+    /// Render for people: the Dockerfile location and source line when the error has one.
+    pub fn render(&self, dockerfile_name: &str, dockerfile_text: &str) -> String {
+        match self {
+            Error::Step { span, instruction, message, tail } => {
+                let mut out = String::new();
+                if span.line > 0 {
+                    out.push_str(&format!("{dockerfile_name}:{}\n", span.line));
+                    out.push_str("--------------------\n");
+                    let lines: Vec<&str> = dockerfile_text.lines().collect();
+                    let first = span.line.saturating_sub(2).max(1);
+                    let last = span.end_line.max(span.line).min(span.line + 4);
+                    for n in first..=last {
+                        if let Some(l) = lines.get(n as usize - 1) {
+                            let mark = if n >= span.line && n <= span.end_line.max(span.line) { ">>>" } else { "   " };
+                            out.push_str(&format!(" {n:>4} | {mark} {l}\n"));
+                        }
+                    }
+                    out.push_str("--------------------\n");
+                } else if !instruction.is_empty() {
+                    out.push_str(&format!("{instruction}\n"));
+                }
+                if !tail.is_empty() {
+                    out.push_str("last output:\n");
+                    for l in tail {
+                        out.push_str(&format!("  {l}\n"));
+                    }
+                }
+                out.push_str(message);
+                out
+            }
+            e => e.to_string(),
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! `rbuild build`: flags compatible with `docker build`, validated into a
 //! [`BuildRequest`], then the builder does the work.
 
-use rbuild_builder::build::{self, BuildRequest, CacheSpec, ContextSource, OutputSpec, Progress, ProgressMode};
-use rbuild_builder::sandbox::SecretSource;
+use rbuild_builder::{BuildRequest, CacheSpec, ContextSource, OutputSpec, Progress, ProgressMode};
 use rbuild_image::{Compression, Reference};
+use rbuild_runtime::sandbox::SecretSource;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -245,14 +245,14 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     let progress = Arc::new(Progress::stderr(req.progress));
     // Ctrl-C / SIGTERM: the build stops, cleans up and exits 130 / 143.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    build::cancel::cancel_on_signals(&cancel);
-    let result = build::build(&store, &req, progress.clone(), cancel.clone());
+    rbuild_builder::cancel::cancel_on_signals(&cancel);
+    let result = rbuild_builder::build(&store, &req, progress.clone(), cancel.clone());
     progress.finish();
     let built = match result {
         Ok(b) => b,
         Err(e) if matches!(e, rbuild_builder::Error::Cancelled) || cancel.load(std::sync::atomic::Ordering::SeqCst) => {
             eprintln!("ERROR: build cancelled");
-            return Ok(build::cancel::exit_code(build::cancel::cancelled_by()));
+            return Ok(rbuild_builder::cancel::exit_code(rbuild_builder::cancel::cancelled_by()));
         }
         Err(e) => {
             eprintln!("ERROR: {e}");

@@ -40,7 +40,7 @@ impl ImageResolver for LocalImages {
         Ok(store
             .load_image_for(&d, Some(r), &p)
             .ok()
-            .map(|img| rbuild_builder::build::resolver::info_of(&img.config, img.manifest.digest())))
+            .map(|img| rbuild_builder::resolver::info_of(&img.config, img.manifest.digest())))
     }
 }
 

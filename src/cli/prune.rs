@@ -29,7 +29,7 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     if args.cache && !args.dry_run {
         let keep = match &args.keep_storage {
             Some(s) => Some(
-                rbuild_builder::build::cache::parse_size(s)
+                rbuild_builder::cache::parse_size(s)
                     .ok_or_else(|| anyhow::anyhow!("--keep-storage {s:?}: expected a size like 512MB or 10GB"))?,
             ),
             None => None,
@@ -40,11 +40,11 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
                 .strip_prefix("until=")
                 .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: only until=DURATION is supported"))?;
             until = Some(
-                rbuild_builder::build::cache::parse_duration(d)
+                rbuild_builder::cache::parse_duration(d)
                     .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: expected a duration like 24h or 90m"))?,
             );
         }
-        let r = rbuild_builder::build::cache::prune(&store, keep, until)?;
+        let r = rbuild_builder::cache::prune(&store, keep, until)?;
         println!("Build cache: {} entries removed, {} kept", r.records_removed, r.records_kept);
     }
     if !args.dry_run {
@@ -52,12 +52,16 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         let mut keep = HashSet::new();
         for (reference, _) in store.list_tags()? {
             if let Ok(image) = store.resolve(&reference.to_string()) {
-                if let Some(top) = rbuild_builder::snapshot::chain_ids(&image.config.rootfs.diff_ids).last() {
+                if let Some(top) = rbuild_runtime::snapshot::chain_ids(&image.config.rootfs.diff_ids).last() {
                     keep.insert(top.to_string());
                 }
             }
         }
-        let snaps = rbuild_builder::snapshot::prune(store.root(), &keep)?;
+        // What killed sandboxes and builds left in <root>/tmp goes first (it may hold
+        // snapshots' mounts' scratch).
+        rbuild_runtime::sandbox::cleanup_stale(store.root());
+        let trees = rbuild_runtime::sandbox::store_trees(store.root());
+        let snaps = rbuild_runtime::snapshot::prune(store.root(), trees, &keep)?;
         if !snaps.removed.is_empty() {
             println!("Removed {} unused snapshots", snaps.removed.len());
         }

@@ -56,7 +56,7 @@ fn entries_of(store: &Store, img: &Image) -> anyhow::Result<Vec<(Option<Referenc
 
 /// Containers (their short IDs) made from the image `id`.
 fn containers_using(root: &std::path::Path, id: &Digest) -> Vec<(String, String)> {
-    rbuild_builder::run::list(root)
+    rbuild_runtime::run::list(root)
         .unwrap_or_default()
         .into_iter()
         .filter(|c| c.image_id == id.to_string())

@@ -1,8 +1,8 @@
 //! `rbuild run`: run a command in a new container from an image in the local store, like
 //! `docker run`. Flags become a validated [`ContainerOptions`]; rbuild-builder does the rest.
 
-use rbuild_builder::run::{ContainerOptions, Volume, run_container};
-use rbuild_builder::sandbox::{Device, Network, Sandbox, Seccomp, Security, seccomp::Profile};
+use rbuild_runtime::run::{ContainerOptions, Volume, run_container};
+use rbuild_runtime::sandbox::{Device, Network, Sandbox, Seccomp, Security, seccomp::Profile};
 use std::path::PathBuf;
 
 /// Flags of `rbuild run`.
@@ -101,7 +101,7 @@ pub fn security(args: &Args) -> anyhow::Result<Security> {
     }
     sec.devices = args.device.iter().map(|d| Device::parse(d)).collect::<Result<_, _>>()?;
     // The capability names are checked here, before the image is unpacked.
-    rbuild_builder::sandbox::caps::effective(&sec.cap_add, &sec.cap_drop, true)?;
+    rbuild_runtime::sandbox::caps::effective(&sec.cap_add, &sec.cap_drop, true)?;
     Ok(sec)
 }
 

@@ -1,0 +1,29 @@
+//! rbuild-runtime: runs a process in namespaces on a snapshot.
+//!
+//! Owns: snapshots ([`snapshot`]: layers extracted once per chain ID, mounted as overlayfs
+//! or copied when overlayfs is missing), the sandbox ([`sandbox`]: a RUN step or a
+//! container in namespaces, via a re-executed init, with capabilities, seccomp and
+//! cgroups), layer diffs of what a run changed ([`diff`]) and containers for `rbuild run`
+//! ([`run`]), plus the filesystem helpers they share ([`util`]).
+//! Leaves to others: what to run and when (rbuild-builder for RUN steps, the CLI for
+//! `rbuild run`), image formats, the layer tar writer/applier and the store (rbuild-image).
+//! It knows nothing of Dockerfiles, builds or registries.
+//!
+//! The sandbox re-executes the current binary; that binary's `main` must call
+//! [`sandbox::init_hook`] first:
+//!
+//! ```no_run
+//! if let Some(code) = rbuild_runtime::sandbox::init_hook() {
+//!     std::process::exit(code)
+//! }
+//! ```
+#![deny(missing_docs)]
+
+pub mod diff;
+mod error;
+pub mod run;
+pub mod sandbox;
+pub mod snapshot;
+pub mod util;
+
+pub use error::{Error, Result};
