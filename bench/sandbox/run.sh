@@ -53,5 +53,8 @@ while [ $i -lt "$n" ]; do
     i=$((i + 1))
 done
 median() { sort -n "$1" | awk '{v[NR]=$1} END {m=v[int((NR+1)/2)]; s=m<0?"-":""; m=m<0?-m:m; printf "%s%d.%03d", s, int(m/1000), m%1000}'; }
-paste "$tmp/with" "$tmp/without" | awk '{print $1 - $2}' >"$tmp/diff"
-echo "rbuild run --rm bb true, median of $n: default seccomp $(median "$tmp/with") ms, unconfined $(median "$tmp/without") ms; median of the pairs' differences $(median "$tmp/diff") ms"
+# The difference within a pair, per order (the order's own cost cancels out of their mean).
+paste "$tmp/with" "$tmp/without" | awk 'NR % 2 == 1 {print $1 - $2}' >"$tmp/first"
+paste "$tmp/with" "$tmp/without" | awk 'NR % 2 == 0 {print $1 - $2}' >"$tmp/second"
+cost=$(printf '%s\n%s\n' "$(median "$tmp/first")" "$(median "$tmp/second")" | awk '{s+=$1} END {printf "%+.3f", s/2}')
+echo "rbuild run --rm bb true, median of $n: default seccomp $(median "$tmp/with") ms, unconfined $(median "$tmp/without") ms; seccomp adds $cost ms (mean of the two orders' median differences: $(median "$tmp/first") ms with the default run first, $(median "$tmp/second") ms with it second)"
