@@ -1,20 +1,23 @@
 //! Seccomp: profiles in Docker's JSON format (`defaultAction`, `syscalls` with `names`,
 //! `action`, `errnoRet`, `args`, `includes`/`excludes`), Docker's default profile
-//! ([`Profile::docker_default`]), and their compilation to BPF with `seccompiler` for the
-//! capabilities a container actually has ([`compile`]). The parent compiles (once per
-//! profile and capability set); the init only installs the programs ([`install`]), last
-//! thing before exec.
+//! ([`Profile::docker_default`]), and their compilation to BPF for the capabilities a
+//! container actually has ([`compile`]). The parent compiles (once per profile and
+//! capability set); the init only installs the program ([`install`]), last thing before
+//! exec.
 //!
-//! A profile is one allow-list with per-rule actions; the kernel applies stacked filters
-//! and keeps the most severe answer, so a profile becomes one filter that lets every call
-//! some rule names through (else the default action) plus one filter per other action
-//! (that action for its rules' calls, else allow).
+//! A profile becomes one program ([`bpf`]): the architecture check, a binary search over
+//! call numbers, and small blocks for the calls with argument conditions. Its answers are
+//! those of the kernel's stacking of one filter per action (the allow-list with the default
+//! action, then one filter per other action, the most severe answer winning), the layout
+//! this module used to compile with `seccompiler`, which the tests keep as the reference.
 
+mod bpf;
 mod default;
+#[cfg(test)]
+mod equivalence;
 pub mod table;
 
 use crate::error::{Error, Result};
-use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -92,7 +95,7 @@ pub struct Filter {
     pub min_kernel: Option<String>,
 }
 
-/// Compiled filters, in the order they are installed: each a BPF program, one instruction
+/// Compiled filters, in the order they are installed (one, or none for no filtering): each a BPF program, one instruction
 /// per `u64` (code | jt << 16 | jf << 24 | k << 32), ready for the init to install.
 pub type Programs = Vec<Vec<u64>>;
 
@@ -164,28 +167,81 @@ impl Filter {
     }
 }
 
-fn action(name: &str, errno: Option<u32>) -> std::result::Result<SeccompAction, String> {
+/// A filter's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Allow,
+    Errno(u32),
+    KillThread,
+    KillProcess,
+    Trap,
+    Log,
+    Trace(u32),
+}
+
+impl Action {
+    /// The `SECCOMP_RET_*` value a filter returns for it.
+    fn ret(self) -> u32 {
+        match self {
+            Action::Allow => libc::SECCOMP_RET_ALLOW,
+            Action::Errno(e) => libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA),
+            Action::KillThread => libc::SECCOMP_RET_KILL_THREAD,
+            Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+            Action::Trap => libc::SECCOMP_RET_TRAP,
+            Action::Log => libc::SECCOMP_RET_LOG,
+            Action::Trace(d) => libc::SECCOMP_RET_TRACE | (d & libc::SECCOMP_RET_DATA),
+        }
+    }
+
+    /// How the kernel ranks it among stacked filters' answers: lower wins.
+    fn severity(self) -> i32 {
+        (self.ret() & libc::SECCOMP_RET_ACTION_FULL) as i32
+    }
+}
+
+fn action(name: &str, errno: Option<u32>) -> std::result::Result<Action, String> {
     Ok(match name {
-        "SCMP_ACT_ALLOW" => SeccompAction::Allow,
-        "SCMP_ACT_ERRNO" => SeccompAction::Errno(errno.unwrap_or(libc::EPERM as u32)),
-        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => SeccompAction::KillThread,
-        "SCMP_ACT_KILL_PROCESS" => SeccompAction::KillProcess,
-        "SCMP_ACT_TRAP" => SeccompAction::Trap,
-        "SCMP_ACT_LOG" => SeccompAction::Log,
-        "SCMP_ACT_TRACE" => SeccompAction::Trace(errno.unwrap_or(0)),
+        "SCMP_ACT_ALLOW" => Action::Allow,
+        "SCMP_ACT_ERRNO" => Action::Errno(errno.unwrap_or(libc::EPERM as u32)),
+        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => Action::KillThread,
+        "SCMP_ACT_KILL_PROCESS" => Action::KillProcess,
+        "SCMP_ACT_TRAP" => Action::Trap,
+        "SCMP_ACT_LOG" => Action::Log,
+        "SCMP_ACT_TRACE" => Action::Trace(errno.unwrap_or(0)),
         other => return Err(format!("unsupported action {other:?}")),
     })
 }
 
-fn op(name: &str, value: u64, value_two: u64) -> std::result::Result<(SeccompCmpOp, u64), String> {
+/// An unsigned 64-bit comparison of an argument with a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Ne,
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+    /// `arg & mask == value & mask`.
+    MaskedEq(u64),
+}
+
+/// A condition on argument `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cond {
+    index: u8,
+    cmp: Cmp,
+    value: u64,
+}
+
+fn op(name: &str, value: u64, value_two: u64) -> std::result::Result<(Cmp, u64), String> {
     Ok(match name {
-        "SCMP_CMP_NE" => (SeccompCmpOp::Ne, value),
-        "SCMP_CMP_LT" => (SeccompCmpOp::Lt, value),
-        "SCMP_CMP_LE" => (SeccompCmpOp::Le, value),
-        "SCMP_CMP_EQ" => (SeccompCmpOp::Eq, value),
-        "SCMP_CMP_GE" => (SeccompCmpOp::Ge, value),
-        "SCMP_CMP_GT" => (SeccompCmpOp::Gt, value),
-        "SCMP_CMP_MASKED_EQ" => (SeccompCmpOp::MaskedEq(value), value_two),
+        "SCMP_CMP_NE" => (Cmp::Ne, value),
+        "SCMP_CMP_LT" => (Cmp::Lt, value),
+        "SCMP_CMP_LE" => (Cmp::Le, value),
+        "SCMP_CMP_EQ" => (Cmp::Eq, value),
+        "SCMP_CMP_GE" => (Cmp::Ge, value),
+        "SCMP_CMP_GT" => (Cmp::Gt, value),
+        "SCMP_CMP_MASKED_EQ" => (Cmp::MaskedEq(value), value_two),
         other => return Err(format!("unsupported comparison {other:?}")),
     })
 }
@@ -197,90 +253,120 @@ fn label(r: &Rule) -> String {
     format!("{}{more}", names[..names.len().min(3)].join(","))
 }
 
-/// The conditions of a rule: one rule ANDing them, or, when one argument has several
-/// (which cannot all hold as an AND), one rule per condition, as runc does.
-fn rules_of(r: &Rule) -> Result<Vec<SeccompRule>> {
-    if r.args.is_empty() {
-        return Ok(Vec::new());
-    }
+/// The conditions of a rule as groups any of which lets the call through, each holding
+/// when all its conditions do: one group, or, when one argument has several conditions
+/// (which cannot all hold as an AND), one group per condition, as runc does. No group: the
+/// rule holds whatever the arguments.
+fn groups_of(r: &Rule) -> Result<Vec<Vec<Cond>>> {
     let mut conds = Vec::new();
     for a in &r.args {
-        let (cmp, v) = op(&a.op, a.value, a.value_two).map_err(Error::Spec)?;
-        conds.push(
-            SeccompCondition::new(a.index, SeccompCmpArgLen::Qword, cmp, v)
-                .map_err(|e| Error::Spec(format!("seccomp rule {}: {e}", label(r))))?,
-        );
+        let (cmp, value) = op(&a.op, a.value, a.value_two).map_err(Error::Spec)?;
+        if a.index > 5 {
+            return Err(Error::Spec(format!("seccomp rule {}: argument index {} is over 5", label(r), a.index)));
+        }
+        conds.push(Cond { index: a.index, cmp, value });
+    }
+    if conds.is_empty() {
+        return Ok(Vec::new());
     }
     let mut seen = std::collections::BTreeSet::new();
     let repeated = r.args.iter().any(|a| !seen.insert(a.index));
-    let groups = if repeated { conds.into_iter().map(|c| vec![c]).collect() } else { vec![conds] };
-    groups
-        .into_iter()
-        .map(|g| SeccompRule::new(g).map_err(|e| Error::Spec(format!("seccomp rule {}: {e}", label(r)))))
-        .collect()
+    Ok(if repeated { conds.into_iter().map(|c| vec![c]).collect() } else { vec![conds] })
 }
 
-/// Per call: `None` = unconditional, `Some(rules)` = any of these.
-type Chains = BTreeMap<i64, Option<Vec<SeccompRule>>>;
-
-fn add(chains: &mut Chains, nr: i64, rules: &[SeccompRule]) {
-    let e = chains.entry(nr).or_insert_with(|| Some(Vec::new()));
-    match (e.as_mut(), rules.is_empty()) {
-        (None, _) => {}
-        (Some(_), true) => *e = None,
-        (Some(v), false) => v.extend(rules.iter().cloned()),
+/// The audit architecture of the calls the filter answers.
+fn audit_arch() -> Result<u32> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(0xc000_003e),
+        "aarch64" => Ok(0xc000_00b7),
+        "riscv64" => Ok(0xc000_00f3),
+        other => Err(Error::Spec(format!("seccomp: no filters for architecture {other}"))),
     }
 }
 
-fn program(chains: Chains, mismatch: SeccompAction, matched: SeccompAction) -> Result<Vec<u64>> {
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|_| Error::Spec(format!("seccomp: no filters for architecture {}", std::env::consts::ARCH)))?;
-    let rules = chains.into_iter().map(|(nr, r)| (nr, r.unwrap_or_default())).collect();
-    let f = SeccompFilter::new(rules, mismatch, matched, arch).map_err(|e| Error::Spec(format!("seccomp: {e}")))?;
-    let bpf: seccompiler::BpfProgram = f.try_into().map_err(|e| Error::Spec(format!("seccomp: {e}")))?;
-    Ok(bpf.iter().map(|i| i.code as u64 | (i.jt as u64) << 16 | (i.jf as u64) << 24 | (i.k as u64) << 32).collect())
+/// Per call, per action: `None` = unconditional, `Some(groups)` = when any holds.
+type Calls = BTreeMap<u32, Vec<(Action, Option<Vec<Vec<Cond>>>)>>;
+
+fn add(calls: &mut Calls, nr: u32, act: Action, groups: &[Vec<Cond>]) {
+    let per = calls.entry(nr).or_default();
+    let i = match per.iter().position(|(a, _)| *a == act) {
+        Some(i) => i,
+        None => {
+            per.push((act, Some(Vec::new())));
+            per.len() - 1
+        }
+    };
+    match (&mut per[i].1, groups.is_empty()) {
+        (None, _) => {}
+        (e @ Some(_), true) => *e = None,
+        (Some(v), false) => v.extend(groups.iter().cloned()),
+    }
 }
 
 /// Compile `profile` for a container with the capabilities `caps` (numbers): the rules
 /// whose `includes`/`excludes` fit, with the calls this architecture has (others are
-/// skipped, as libseccomp does).
+/// skipped, as libseccomp does). No program when nothing is filtered.
+///
+/// A call's answer: the default when no rule naming it holds; else the most severe action
+/// among the rules that hold (allow when all are allow ones), between two errnos (or
+/// traces) the one of the action first named later in the profile, as the stacked filters
+/// gave it.
 pub fn compile(profile: &Profile, caps: &[u32]) -> Result<Programs> {
     let default = action(&profile.default_action, profile.default_errno_ret).map_err(Error::Spec)?;
-    let mut all = Chains::new();
-    let mut by_action: Vec<(SeccompAction, Chains)> = Vec::new();
+    let mut calls = Calls::new();
+    // Actions other than allow, in the order the profile first names them.
+    let mut order: Vec<Action> = Vec::new();
     for r in &profile.syscalls {
         if r.includes.as_ref().is_some_and(|f| !f.all(caps)) || r.excludes.as_ref().is_some_and(|f| f.any(caps)) {
             continue;
         }
         let act = action(&r.action, r.errno_ret).map_err(Error::Spec)?;
-        let rules = rules_of(r)?;
-        let nrs: Vec<i64> = r.names.iter().chain(r.name.iter()).filter_map(|n| table::number(n)).collect();
-        for &nr in &nrs {
-            add(&mut all, nr, &rules);
+        let groups = groups_of(r)?;
+        if act != Action::Allow && !order.contains(&act) {
+            order.push(act);
         }
-        if act == SeccompAction::Allow {
-            continue;
+        for nr in r.names.iter().chain(r.name.iter()).filter_map(|n| table::number(n)) {
+            let Ok(nr) = u32::try_from(nr) else { continue };
+            add(&mut calls, nr, act, &groups);
         }
-        let i = match by_action.iter().position(|(a, _)| *a == act) {
-            Some(i) => i,
-            None => {
-                by_action.push((act, Chains::new()));
-                by_action.len() - 1
+    }
+    if default == Action::Allow && order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rank = |a: &Action| (a.severity(), std::cmp::Reverse(order.iter().position(|o| o == a)));
+    let answers: BTreeMap<u32, bpf::Call> = calls
+        .into_iter()
+        .map(|(nr, mut per)| {
+            per.sort_by_key(|(a, _)| rank(a));
+            let mut checks = Vec::new();
+            let mut fallback = default.ret();
+            for (a, groups) in per {
+                match groups {
+                    None => {
+                        fallback = a.ret();
+                        break;
+                    }
+                    Some(g) => checks.push((a.ret(), g)),
+                }
             }
-        };
-        for &nr in &nrs {
-            add(&mut by_action[i].1, nr, &rules);
-        }
+            // A last check answering what the fallback answers anyway is no check.
+            while checks.last().is_some_and(|(r, _)| *r == fallback) {
+                checks.pop();
+            }
+            let call =
+                if checks.is_empty() { bpf::Call::Ret(fallback) } else { bpf::Call::Checks { checks, fallback } };
+            (nr, call)
+        })
+        .collect();
+    let prog = bpf::program(&answers, default.ret(), audit_arch()?);
+    if prog.len() > bpf::MAX_LEN {
+        return Err(Error::Spec(format!(
+            "seccomp: the profile makes a filter of {} instructions, over the kernel's {}",
+            prog.len(),
+            bpf::MAX_LEN
+        )));
     }
-    let mut out = Vec::new();
-    if default != SeccompAction::Allow {
-        out.push(program(all, default, SeccompAction::Allow)?);
-    }
-    for (act, chains) in by_action {
-        out.push(program(chains, SeccompAction::Allow, act)?);
-    }
-    Ok(out)
+    Ok(vec![prog])
 }
 
 /// Compile Docker's default profile for `caps`, once per capability set per process (a
@@ -330,11 +416,12 @@ mod tests {
     fn default_profile_compiles_for_docker_caps_and_for_all() {
         let docker = crate::sandbox::caps::DEFAULT.to_vec();
         let p = compile(&Profile::docker_default(), &docker).unwrap();
-        // The allow-list, then clone3's ENOSYS.
-        assert_eq!(p.len(), 2, "{}", p.len());
+        // One program, a few hundred instructions (it was 1537 in two programs as
+        // seccompiler's linear chains).
+        assert_eq!(p.len(), 1);
+        assert!(p[0].len() < 400, "{}", p[0].len());
         let all: Vec<u32> = (0..=40).collect();
         let p = compile(&Profile::docker_default(), &all).unwrap();
-        // With CAP_SYS_ADMIN, clone3 is allowed: one filter.
         assert_eq!(p.len(), 1);
     }
 
@@ -380,8 +467,13 @@ mod tests {
         .unwrap();
         assert_eq!(p.syscalls[0].errno_ret, Some(13));
         let progs = compile(&p, &[]).unwrap();
-        // Default allow: no base filter; one filter per errno.
-        assert_eq!(progs.len(), 2);
+        assert_eq!(progs.len(), 1);
+        let allow_all = Profile::from_json(
+            br#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            "a.json",
+        )
+        .unwrap();
+        assert!(compile(&allow_all, &[]).unwrap().is_empty(), "nothing to filter: no program");
         let e = Profile::from_json(br#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#, "x.json").unwrap_err().to_string();
         assert!(e.contains("x.json") && e.contains("SCMP_ACT_NOTIFY"), "{e}");
         let e = Profile::from_json(
