@@ -28,10 +28,16 @@ fn confinement_costs(sb: &Sandbox, spec: &RunSpec, n: usize) {
     use rbuild_runtime::sandbox::{Seccomp, Security, caps, cgroup, seccomp};
     let unconfined =
         RunSpec { security: Security { seccomp: Seccomp::Unconfined, ..Default::default() }, ..spec.clone() };
-    // Interleaved, so a machine busy with something else slows both alike.
+    // Interleaved, so a machine busy with something else slows both alike, and in
+    // alternating order: the first run of a pair is slower, which would otherwise be
+    // charged to whichever kind always goes first.
     let (mut with, mut without) = (0.0, 0.0);
-    for _ in 0..n {
-        for (s, acc) in [(spec, &mut with), (&unconfined, &mut without)] {
+    for i in 0..n {
+        let mut pair = [(spec, &mut with), (&unconfined, &mut without)];
+        if i % 2 == 1 {
+            pair.reverse();
+        }
+        for (s, acc) in pair {
             let t = Instant::now();
             assert_eq!(sb.run(s, RunIo::capture(|_, _| {})).unwrap().code, 0);
             *acc += t.elapsed().as_secs_f64() * 1000.0 / n as f64;
