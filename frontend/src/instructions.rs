@@ -4,6 +4,7 @@
 
 use crate::error::{FrontendError, Span, instr_err};
 use crate::parser::{Args, Heredoc, Node};
+use crate::suggest::edit_distance;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -418,20 +419,6 @@ fn unknown_instruction(kw: &str) -> String {
         }
         _ => format!("unknown instruction: {shown}"),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn valid_stage_name(n: &str) -> bool {

@@ -41,10 +41,11 @@ mod parser;
 pub mod path;
 mod reference;
 mod shellpattern;
+mod suggest;
 
 pub use error::{Diagnostic, FrontendError, Location, Severity, Span};
 pub use graph::{BuildGraph, ConfigChange, CopyOp, Device, ExecOp, ImageConfig, Op, SourceOp, SourceRef, Stage, Step};
-pub use lint::{CheckConfig, EXPERIMENTAL_RULES, LintInputs, LintReport, check, check_with, lint};
+pub use lint::{CheckConfig, EXPERIMENTAL_RULES, LintReport, check, check_with, lint};
 pub use lower::{Lowered, lower};
-pub use options::{BaseImageInfo, ImageResolver, LowerOptions, MapResolver, NoResolver, Platform};
+pub use options::{BaseImageInfo, ImageResolver, LintInputs, LowerOptions, MapResolver, NoResolver, Platform};
 pub use parser::{Args, Ast, Directive, Directives, Flag, Heredoc, Node, parse};

@@ -3,11 +3,10 @@
 //! Static rules look at the typed instructions of every stage; semantic ones
 //! (UndefinedVar, unused build args, unresolved base images) come from lowering.
 
-use crate::dockerignore::Matcher;
 use crate::error::{Diagnostic, FrontendError, Severity, Span};
 use crate::instructions::{Instruction, parse_instruction};
 use crate::lower::lower_with;
-use crate::options::{ImageResolver, LowerOptions};
+use crate::options::{ImageResolver, LintInputs, LowerOptions};
 use crate::parser::{Ast, Node, parse};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,13 +70,6 @@ impl CheckConfig {
     fn skips(&self, rule: &str) -> bool {
         self.skip_all || self.skip.contains(rule)
     }
-}
-
-/// What the lint pass needs beyond the Dockerfile.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LintInputs<'a> {
-    /// The build context's `.dockerignore`, for CopyIgnoredFile.
-    pub dockerignore: Option<&'a Matcher>,
 }
 
 /// The findings of BuildKit's build checks for one Dockerfile (what `rbuild check` and
@@ -214,36 +206,6 @@ pub fn check_with(
     out.sort_by_key(|d| (d.span.line, d.span.col));
     out.dedup();
     out
-}
-
-/// BuildKit's `suggest.Search`: the candidate closest to `name` by Levenshtein distance,
-/// if it is less than 3 edits away and not `name` itself.
-pub(crate) fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
-    let mut best: Option<(usize, &str)> = None;
-    for c in candidates {
-        if c == name {
-            return None;
-        }
-        let d = levenshtein(name, c);
-        if d < 3 && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| c.to_string())
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn is_upper(s: &str) -> bool {

@@ -1,6 +1,7 @@
 //! What the caller gives the lowering: build args, target, platforms, and a resolver for
 //! what only a registry knows (a base image's config).
 
+use crate::dockerignore::Matcher;
 use crate::graph::Healthcheck;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -216,4 +217,11 @@ impl ImageResolver for MapResolver {
     fn resolve(&self, image_ref: &str, _: &str) -> Result<Option<BaseImageInfo>, String> {
         Ok(self.0.get(image_ref).cloned())
     }
+}
+
+/// What the lint pass needs beyond the Dockerfile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LintInputs<'a> {
+    /// The build context's `.dockerignore`, for CopyIgnoredFile.
+    pub dockerignore: Option<&'a Matcher>,
 }
