@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Env;
+use common::{Env, serve_file};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -119,29 +119,6 @@ fn a_missing_plain_source_is_still_an_error() {
     let (ok, err) = e.try_build(&[ctx.to_str().unwrap()]);
     assert!(!ok, "{err}");
     assert!(err.contains("\"missing.txt\" not found in the build context") && err.contains("Dockerfile:2"), "{err}");
-}
-
-/// A one-file HTTP server on 127.0.0.1 (every GET answers with `body`); its base URL.
-fn serve_file(body: &'static [u8]) -> String {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
-        }
-    });
-    format!("http://127.0.0.1:{port}")
 }
 
 #[test]

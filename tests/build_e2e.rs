@@ -6,25 +6,11 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use common::{Env, RBUILD, Registry};
+use common::{Env, RBUILD, Registry, copy_dir, serve_file};
 
 fn testdata(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build").join(p)
 }
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
 /// The step lines (`#N [..] INSTR`) and which of them were CACHED.
 fn step_status(stderr: &str) -> Vec<(String, bool)> {
     let mut out: Vec<(String, String)> = Vec::new();
@@ -411,32 +397,6 @@ fn cache_export_and_import_registry() {
     let out = b.rb(&["run", "--rm", "x"]);
     assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from demo-app\nbuilt on Linux\n");
-}
-
-/// A one-file HTTP server on 127.0.0.1 (every GET answers with `body`); its base URL.
-fn serve_file(body: &'static [u8]) -> String {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
-        }
-    });
-    format!("http://127.0.0.1:{port}")
 }
 
 #[test]

@@ -17,25 +17,11 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::Env;
+use common::{Env, copy_dir};
 
 fn fidelity() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fidelity")
 }
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
 /// Build one case; the mismatches found (empty: the case passes).
 fn run_case(name: &str) -> Vec<String> {
     let case = fidelity().join(name);

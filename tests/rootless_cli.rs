@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
-const USER: &str = "rbuildtest";
-const UID: u32 = 23456;
+#[path = "common/test_user.rs"]
+mod test_user;
+
+use test_user::UID;
 
 unsafe extern "C" {
     #[link_name = "geteuid"]
@@ -24,52 +26,6 @@ fn require_root() {
     for tool in ["/usr/sbin/runuser", "/usr/bin/newuidmap", "/usr/bin/newgidmap", "/bin/busybox"] {
         assert!(Path::new(tool).exists(), "{tool} is missing (apt-get install util-linux uidmap busybox-static)");
     }
-}
-
-/// Add `line`'s user to an /etc/subuid-format file unless it has a range there already.
-fn ensure_subid(file: &str, line: &str) {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let user = line.split(':').next().unwrap();
-    if text.lines().any(|l| l.split(':').next() == Some(user)) {
-        return;
-    }
-    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-    std::fs::write(file, format!("{text}{sep}{line}\n")).unwrap();
-}
-
-/// An exclusive flock on a file shared by every test process of the machine, so that tests
-/// (threads of one binary, or several binaries at once: builder/tests/rootless.rs makes the
-/// same user) set up the user one at a time. Held while the returned file is open.
-fn machine_lock() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let open = |p: PathBuf| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(p);
-    let f = open("/run/lock/rbuild-test-user.lock".into())
-        .or_else(|_| open(std::env::temp_dir().join("rbuild-test-user.lock")))
-        .unwrap();
-    // SAFETY: flock on a descriptor we own; each open() is its own lock holder.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock");
-    f
-}
-
-/// The test user's name and gid (created when missing, with a range of 65536 ids). On a
-/// fresh machine several tests get here at once: the user and its ranges are made under a
-/// machine-wide lock, and checked again once it is held.
-fn test_user() -> (String, u32) {
-    let _lock = machine_lock();
-    let id = |flag: &str| Command::new("id").args([flag, &UID.to_string()]).output().unwrap();
-    if !id("-un").status.success() {
-        let o = Command::new("useradd")
-            .args(["-M", "-u", &UID.to_string(), "-U", "-s", "/usr/sbin/nologin", USER])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    let name = String::from_utf8(id("-un").stdout).unwrap().trim().to_string();
-    let gid: u32 = String::from_utf8(id("-g").stdout).unwrap().trim().parse().unwrap();
-    for f in ["/etc/subuid", "/etc/subgid"] {
-        ensure_subid(f, &format!("{name}:200000:65536"));
-    }
-    (name, gid)
 }
 
 /// `rbuild --root <root> args…` as the test user.
@@ -199,7 +155,7 @@ fn rootless_build_on_the_copy_driver() {
 /// Build, run and prune as the test user with snapshot driver `driver`.
 fn scenario(driver: &str) {
     require_root();
-    let (name, gid) = test_user();
+    let (name, gid) = test_user::ensure();
     let d = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -299,7 +255,7 @@ fn scenario(driver: &str) {
 #[test]
 fn rootless_build_interrupted_leaves_nothing() {
     require_root();
-    let (_, gid) = test_user();
+    let (_, gid) = test_user::ensure();
     let d = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -3,6 +3,8 @@
 //! (CI), it re-runs this test binary as nobody on a store nobody owns.
 
 mod common;
+#[path = "../../tests/common/test_user.rs"]
+mod test_user;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
@@ -47,10 +49,8 @@ fn runs_as_an_unprivileged_user() {
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&upper).unwrap()), 65534);
 }
 
-/// The test user with a subordinate range (made on first use, left for reruns).
-const SUB_USER: &str = "rbuildtest";
-const SUB_UID: u32 = 23456;
-const SUB_START: u32 = 200000;
+// The test user with a subordinate range (made on first use, left for reruns).
+use test_user::{UID as SUB_UID, USER as SUB_USER};
 
 // The subuid half runs in this binary as the test user; the hook must see its variable
 // before libtest's main (common's hook handles the sandbox init and the other helpers).
@@ -136,29 +136,6 @@ fn helper_subuid(root: &std::path::Path) -> i32 {
     0
 }
 
-/// Add `line`'s user to an /etc/subuid-format file unless it has a range there already.
-/// An exclusive flock on the file every test process that sets up the test user shares.
-fn machine_lock() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let open = |p: std::path::PathBuf| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(p);
-    let f = open("/run/lock/rbuild-test-user.lock".into())
-        .or_else(|_| open(std::env::temp_dir().join("rbuild-test-user.lock")))
-        .unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock");
-    f
-}
-
-fn ensure_subid(file: &str, line: &str) {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let user = line.split(':').next().unwrap();
-    if text.lines().any(|l| l.split(':').next() == Some(user)) {
-        return;
-    }
-    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-    std::fs::write(file, format!("{text}{sep}{line}\n")).unwrap();
-}
-
 #[test]
 fn runs_a_non_root_user_with_subordinate_ids() {
     if !nix::unistd::geteuid().is_root() {
@@ -168,26 +145,7 @@ fn runs_a_non_root_user_with_subordinate_ids() {
     for tool in ["/usr/bin/setpriv", "/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
         assert!(std::path::Path::new(tool).exists(), "{tool} is missing (apt-get install util-linux uidmap)");
     }
-    // The test user: by uid, whatever its name; made when missing. tests/rootless_cli.rs
-    // makes the same user: on a fresh machine both may get here at once, so the user and
-    // its ranges are made under one machine-wide lock (the same file) and checked again
-    // once it is held.
-    let _lock = machine_lock();
-    let name = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(SUB_UID)).unwrap() {
-        Some(u) => u.name,
-        None => {
-            let o = Command::new("useradd")
-                .args(["-M", "-u", &SUB_UID.to_string(), "-U", "-s", "/usr/sbin/nologin", SUB_USER])
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
-            SUB_USER.to_string()
-        }
-    };
-    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(SUB_UID)).unwrap().unwrap().gid.as_raw();
-    for f in ["/etc/subuid", "/etc/subgid"] {
-        ensure_subid(f, &format!("{name}:{SUB_START}:65536"));
-    }
+    let (name, gid) = test_user::ensure();
     let sub = |f: &str| {
         let t = std::fs::read_to_string(f).unwrap();
         rbuild_runtime::sandbox::idmap::subordinate_ranges(&t, &name, SUB_UID)[0].0
