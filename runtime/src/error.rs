@@ -56,6 +56,12 @@ pub enum Error {
     /// An I/O error on a stream with no path.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
+    /// A resource limit that cannot be used (a bad `--memory`, `--ulimit`…).
+    #[error("{0}")]
+    Limit(String),
+    /// A cgroup that could not be made, written, read or removed.
+    #[error("cgroup: {0}")]
+    Cgroup(String),
 }
 
 impl Error {
