@@ -62,6 +62,9 @@ pub enum Error {
     /// A cgroup that could not be made, written, read or removed.
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// No container has this ID, name or ID prefix.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
 }
 
 impl Error {

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod cgroup;
+pub mod container;
 pub mod diff;
 mod error;
 pub mod run;
