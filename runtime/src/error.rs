@@ -56,6 +56,17 @@ pub enum Error {
     /// An I/O error on a stream with no path.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
+    /// A volume that is missing, in use or badly named.
+    #[error("volume {name}: {reason}")]
+    Volume {
+        /// The volume's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
+    #[error("{0}")]
+    Mount(String),
 }
 
 impl Error {

@@ -19,11 +19,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod container;
 pub mod diff;
 mod error;
 pub mod run;
 pub mod sandbox;
 pub mod snapshot;
 pub mod util;
+pub mod volume;
 
 pub use error::{Error, Result};

@@ -6,71 +6,19 @@
 //! ```text
 //! <root>/containers/<id>/container.json   id, name, image, command, status, exit code
 //! <root>/containers/names/<name>          the id holding that name (created exclusively)
-//! <root>/volumes/<name>/                  named volumes; they outlive containers
+//! <root>/volumes/<name>/_data             volumes (crate::volume); they outlive containers
 //! <root>/snapshots/<driver>/container-<id>/  the writable layer (upperdir), kept unless --rm
 //! ```
 
 use crate::error::{Error, Result};
-use crate::sandbox::{BindSource, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox};
+use crate::sandbox::{Executor, Network, RunIo, RunSpec, Sandbox};
 use crate::snapshot::{self, Snapshotter};
 use rbuild_image::Store;
 use rbuild_image::config::ContainerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Where a `-v` volume comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VolumeSource {
-    /// `-v /host/path:/ctr`: a host directory or file.
-    Host(PathBuf),
-    /// `-v name:/ctr`: `<root>/volumes/<name>`, created when missing.
-    Named(String),
-}
-
-/// One `-v`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    /// Where it comes from.
-    pub source: VolumeSource,
-    /// The path in the container.
-    pub target: String,
-    /// `:ro`.
-    pub readonly: bool,
-}
-
-impl Volume {
-    /// Parse `HOST:CTR[:ro|rw]` or `NAME:CTR[:ro|rw]`.
-    pub fn parse(s: &str) -> Result<Volume> {
-        let parts: Vec<&str> = s.split(':').collect();
-        let (src, target, mode) = match parts.as_slice() {
-            [a, b] => (*a, *b, "rw"),
-            [a, b, m] => (*a, *b, *m),
-            _ => return Err(Error::Spec(format!("volume {s:?}: expected SOURCE:TARGET[:ro|rw]"))),
-        };
-        let readonly = match mode {
-            "ro" => true,
-            "rw" | "" => false,
-            m => return Err(Error::Spec(format!("volume {s:?}: unknown mode {m:?} (ro or rw)"))),
-        };
-        if !target.starts_with('/') {
-            return Err(Error::Spec(format!("volume {s:?}: the target {target:?} must be an absolute path")));
-        }
-        let source = if src.starts_with('/') {
-            VolumeSource::Host(PathBuf::from(src))
-        } else {
-            let ok = !src.is_empty()
-                && src.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                && src.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !ok {
-                return Err(Error::Spec(format!(
-                    "volume {s:?}: {src:?} is neither an absolute host path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
-                )));
-            }
-            VolumeSource::Named(src.to_string())
-        };
-        Ok(Volume { source, target: target.to_string(), readonly })
-    }
-}
+pub use crate::container::mounts::{Volume, VolumeSource};
 
 /// What `rbuild run` asks for.
 #[derive(Debug, Clone, Default)]
@@ -242,28 +190,15 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
     let mut env = config.env.clone();
     env.push(format!("HOSTNAME={hostname}"));
     env.extend(opts.env.iter().cloned());
-    let mut mounts_spec = Vec::new();
-    for v in &opts.volumes {
-        let source = match &v.source {
-            VolumeSource::Host(p) => {
-                if !p.exists() {
-                    std::fs::create_dir_all(p).map_err(Error::io(p))?;
-                }
-                p.clone()
-            }
-            VolumeSource::Named(n) => {
-                let p = root.join("volumes").join(n);
-                std::fs::create_dir_all(&p).map_err(Error::io(&p))?;
-                p
-            }
-        };
-        mounts_spec.push(MountSpec::Bind {
-            source: BindSource::Host(source),
-            subpath: "/".into(),
-            target: v.target.clone(),
-            readonly: v.readonly,
-        });
-    }
+    let image_volumes: Vec<String> = config.volumes.keys().cloned().collect();
+    let resolved = crate::container::mounts::resolve(root, &opts.volumes, &[], &image_volumes)?;
+    let mounts_spec = match crate::container::mounts::specs(root, &resolved.mounts, &mounts) {
+        Ok(m) => m,
+        Err(e) => {
+            resolved.undo(root);
+            return Err(e);
+        }
+    };
     let spec = RunSpec {
         rootfs: mounts,
         args: argv,
@@ -281,7 +216,12 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
         security: opts.security.clone(),
         ..Default::default()
     };
-    let out = sandbox.run(&spec, RunIo::inherit(opts.stdin, opts.tty))?;
+    let out = sandbox.run(&spec, RunIo::inherit(opts.stdin, opts.tty));
+    if opts.rm {
+        // docker's --rm takes the container's anonymous volumes with it.
+        let _ = crate::container::mounts::remove_anonymous(root, &id, &resolved.mounts);
+    }
+    let out = out?;
     record.status = "exited".into();
     record.exit_code = Some(out.code);
     if !opts.rm {
@@ -332,17 +272,5 @@ mod tests {
         let shell_form = cfg(None, Some(&["/bin/sh", "-c", "echo hi"]));
         assert_eq!(command_line(&shell_form, &[], None).unwrap(), s(&["/bin/sh", "-c", "echo hi"]));
         assert!(command_line(&cfg(None, None), &[], None).unwrap_err().to_string().contains("no command"));
-    }
-
-    #[test]
-    fn volumes_parse() {
-        assert_eq!(
-            Volume::parse("/h:/c:ro").unwrap(),
-            Volume { source: VolumeSource::Host("/h".into()), target: "/c".into(), readonly: true }
-        );
-        assert_eq!(Volume::parse("data:/data").unwrap().source, VolumeSource::Named("data".into()));
-        for bad in ["x", "/h:rel", "../x:/c", "/h:/c:rx", "a:b:c:d"] {
-            assert!(Volume::parse(bad).is_err(), "{bad}");
-        }
     }
 }

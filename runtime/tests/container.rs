@@ -48,7 +48,7 @@ fn containers_run_images_from_the_store() {
     assert_eq!(run_container(&store, &opts, &sb).unwrap(), 9);
     assert_eq!(std::fs::read_to_string(host.join("pwd")).unwrap(), "/srv\n");
     assert_eq!(std::fs::read_to_string(host.join("host")).unwrap().trim().len(), 12);
-    assert_eq!(std::fs::read_to_string(store.root().join("volumes/named/f")).unwrap(), "n\n");
+    assert_eq!(std::fs::read_to_string(store.root().join("volumes/named/_data/f")).unwrap(), "n\n");
     let recs = rbuild_runtime::run::list(store.root()).unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].exit_code, Some(9));

@@ -1,0 +1,3 @@
+//! Containers as records in the store.
+
+pub mod mounts;
