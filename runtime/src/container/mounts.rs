@@ -520,35 +520,12 @@ pub fn remove_anonymous(root: &Path, id: &str, mounts: &[ResolvedMount]) -> Resu
 
 /// The mounts of another container (`--volumes-from`), read from its config.
 fn container_mounts(root: &Path, reference: &str) -> Result<Vec<ResolvedMount>> {
-    let containers = root.join("containers");
-    let missing = || Error::Mount(format!("--volumes-from: No such container: {reference}"));
-    let id = if let Ok(id) = std::fs::read_to_string(containers.join("names").join(reference)) {
-        id.trim().to_string()
-    } else if reference.len() == 64 && containers.join(reference).join("config.json").exists() {
-        reference.to_string()
-    } else if !reference.is_empty() && reference.chars().all(|c| c.is_ascii_hexdigit()) {
-        let mut found: Vec<String> = std::fs::read_dir(&containers)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.len() == 64 && n.starts_with(reference))
-                    .collect()
-            })
-            .unwrap_or_default();
-        match found.len() {
-            0 => return Err(missing()),
-            1 => found.remove(0),
-            _ => {
-                return Err(Error::Mount(format!(
-                    "--volumes-from: {reference}: more than one container has this ID prefix"
-                )));
-            }
-        }
-    } else {
-        return Err(missing());
-    };
-    let p = containers.join(&id).join("config.json");
-    let bytes = std::fs::read(&p).map_err(|_| missing())?;
+    let c = super::Containers::open(root).resolve(reference).map_err(|e| match e {
+        Error::NoSuchContainer(what) => Error::Mount(format!("--volumes-from: No such container: {what}")),
+        e => e,
+    })?;
+    let p = c.config_path();
+    let bytes = std::fs::read(&p).map_err(Error::io(&p))?;
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::Mount(format!("{}: {e}", p.display())))?;
     match v.get("mounts") {
