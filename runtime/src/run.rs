@@ -42,8 +42,10 @@ pub struct ContainerOptions {
     pub name: Option<String>,
     /// `--hostname` (default: the first 12 hex of the ID).
     pub hostname: Option<String>,
-    /// `-v`.
+    /// `-v`, `--mount`.
     pub volumes: Vec<Volume>,
+    /// `--volumes-from`.
+    pub volumes_from: Vec<crate::container::mounts::VolumesFrom>,
     /// `--rm`: remove the container and its layer after it exits.
     pub rm: bool,
     /// `-i`.
@@ -166,6 +168,15 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
     let key = format!("container-{id}");
     let mounts = sn.prepare(&key, top.as_deref())?;
     cleanup.key = Some(key.clone());
+    let image_volumes: Vec<String> = config.volumes.keys().cloned().collect();
+    let resolved = crate::container::mounts::resolve(root, &opts.volumes, &opts.volumes_from, &image_volumes)?;
+    let mounts_spec = match crate::container::mounts::specs(root, &resolved.mounts, &mounts) {
+        Ok(m) => m,
+        Err(e) => {
+            resolved.undo(root);
+            return Err(e);
+        }
+    };
 
     let mut record = ContainerRecord {
         id: id.clone(),
@@ -190,15 +201,6 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
     let mut env = config.env.clone();
     env.push(format!("HOSTNAME={hostname}"));
     env.extend(opts.env.iter().cloned());
-    let image_volumes: Vec<String> = config.volumes.keys().cloned().collect();
-    let resolved = crate::container::mounts::resolve(root, &opts.volumes, &[], &image_volumes)?;
-    let mounts_spec = match crate::container::mounts::specs(root, &resolved.mounts, &mounts) {
-        Ok(m) => m,
-        Err(e) => {
-            resolved.undo(root);
-            return Err(e);
-        }
-    };
     let spec = RunSpec {
         rootfs: mounts,
         args: argv,

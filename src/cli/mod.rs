@@ -25,6 +25,7 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod tag;
+pub mod volume;
 
 /// rbuild: build, push, pull and run OCI container images, no daemon needed.
 #[derive(Parser, Debug)]
@@ -76,6 +77,8 @@ pub enum Command {
     Logout(logout::Args),
     /// Run a command in a new container from an image.
     Run(run::Args),
+    /// Manage volumes: create, ls, inspect, rm, prune.
+    Volume(volume::Args),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::Args),
     /// Print a man page, or write them all with --dir.
@@ -194,6 +197,7 @@ pub fn main() -> ExitCode {
         Command::Login(a) => login::run(a, &g),
         Command::Logout(a) => logout::run(a, &g),
         Command::Run(a) => run::run(a, &g),
+        Command::Volume(a) => volume::run(a, &g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
     };

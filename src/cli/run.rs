@@ -1,7 +1,7 @@
 //! `rbuild run`: run a command in a new container from an image in the local store, like
 //! `docker run`. Flags become a validated [`ContainerOptions`]; rbuild-builder does the rest.
 
-use rbuild_runtime::run::{ContainerOptions, Volume, run_container};
+use rbuild_runtime::run::{ContainerOptions, run_container};
 use rbuild_runtime::sandbox::{Device, Network, Sandbox, Seccomp, Security, seccomp::Profile};
 use std::path::PathBuf;
 
@@ -23,9 +23,9 @@ pub struct Args {
     /// Read environment variables from a file (KEY=VALUE lines; # comments).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Bind a host path or a named volume: HOST_PATH:CTR_PATH[:ro] or NAME:CTR_PATH[:ro].
-    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
-    pub volume: Vec<String>,
+    /// -v, --mount, --volumes-from.
+    #[command(flatten)]
+    pub mounts: super::volume::MountArgs,
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
@@ -117,7 +117,7 @@ pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
     for e in &args.env {
         env.extend(env_entry(e, "-e")?);
     }
-    let volumes = args.volume.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let volumes = args.mounts.volumes()?;
     Ok(ContainerOptions {
         image: args.image.clone(),
         cmd: args.cmd.clone(),
@@ -129,6 +129,7 @@ pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
         name: args.name.clone(),
         hostname: args.hostname.clone(),
         volumes,
+        volumes_from: args.mounts.volumes_from()?,
         rm: args.rm,
         stdin: args.interactive,
         tty: args.tty,
