@@ -32,6 +32,7 @@ pub mod save;
 pub mod start;
 pub mod stop;
 pub mod tag;
+pub mod volume;
 pub mod wait;
 
 /// rbuild: build, push, pull and run OCI container images, no daemon needed.
@@ -100,6 +101,8 @@ pub enum Command {
     Wait(wait::Args),
     /// Manage containers (`container ls`, `container prune`, ... as docker spells them).
     Container(container::Args),
+    /// Manage volumes: create, ls, inspect, rm, prune.
+    Volume(volume::Args),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::Args),
     /// Print a man page, or write them all with --dir.
@@ -213,6 +216,7 @@ pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i
         Command::Rm(a) => rm::run(a, g),
         Command::Wait(a) => wait::run(a, g),
         Command::Container(a) => container::run(a, g),
+        Command::Volume(a) => volume::run(a, g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
     }
