@@ -291,7 +291,7 @@ pub fn run_attached(root: &Path, c: &Container, sandbox: &Sandbox, stdin: bool, 
         out.map(|o| o.code)
     })();
     if cfg.auto_remove {
-        remove_now(root, c, sn.as_ref(), false)?;
+        remove_now(root, c, sn.as_ref(), true)?;
     }
     r
 }
