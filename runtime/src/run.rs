@@ -104,6 +104,8 @@ pub struct ContainerOptions {
     pub tty: bool,
     /// `--cap-add`, `--cap-drop`, `--security-opt`, `--device`.
     pub security: crate::sandbox::Security,
+    /// `--memory`, `--cpus`, `--pids-limit`, `--ulimit`…
+    pub limits: crate::cgroup::Limits,
 }
 
 /// The argv a container runs, by Docker's rules: `--entrypoint` replaces the image's
@@ -279,6 +281,7 @@ pub fn run_container(store: &Store, opts: &ContainerOptions, sandbox: &Sandbox) 
         network: opts.network,
         mounts: mounts_spec,
         security: opts.security.clone(),
+        limits: opts.limits.clone(),
         ..Default::default()
     };
     let out = sandbox.run(&spec, RunIo::inherit(opts.stdin, opts.tty))?;
