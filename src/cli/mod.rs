@@ -14,6 +14,7 @@ pub mod global;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod limits;
 pub mod load;
 pub mod login;
 pub mod logout;

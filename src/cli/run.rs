@@ -57,6 +57,9 @@ pub struct Args {
     /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of rwm).
     #[arg(long = "device", value_name = "HOST[:CTR][:rwm]")]
     pub device: Vec<String>,
+    /// Resource limits.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     /// The image: name[:tag], a digest or an image ID (prefix).
     pub image: String,
     /// The command and its arguments (replace the image's CMD).
@@ -133,6 +136,7 @@ pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
         stdin: args.interactive,
         tty: args.tty,
         security: security(args)?,
+        limits: args.limits.limits()?,
     })
 }
 
