@@ -62,6 +62,20 @@ pub enum Error {
     /// A cgroup that could not be made, written, read or removed.
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// No container has this ID, name or ID prefix.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// A volume that is missing, in use or badly named.
+    #[error("volume {name}: {reason}")]
+    Volume {
+        /// The volume's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
+    #[error("{0}")]
+    Mount(String),
 }
 
 impl Error {
