@@ -74,6 +74,9 @@ pub struct ContainerFlags {
     /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of rwm).
     #[arg(long = "device", value_name = "HOST[:CTR][:rwm]")]
     pub device: Vec<String>,
+    /// Resource limits.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     /// The image: name[:tag], a digest or an image ID (prefix).
     pub image: String,
     /// The command and its arguments (replace the image's CMD).
@@ -188,7 +191,7 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
         restart: RestartPolicy::parse(&args.restart)?,
-        limits: Default::default(),
+        limits: args.limits.limits()?,
     })
 }
 
