@@ -125,11 +125,7 @@ impl Pty {
 
     /// [`Pty::pump`], the output going to `out` (which returns false to stop) instead of
     /// stdout: a detached container's log.
-    pub fn pump_to(
-        &self,
-        stdin: bool,
-        mut out: Box<dyn FnMut(&[u8]) -> bool + Send>,
-    ) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    pub fn pump_to(&self, stdin: bool, mut out: PtyOut) -> Result<Vec<std::thread::JoinHandle<()>>> {
         let master = self.master.try_clone().map_err(Error::io("pty"))?;
         let h = std::thread::spawn(move || {
             let mut r = std::fs::File::from(master);
@@ -162,6 +158,9 @@ impl Pty {
         Ok(vec![h])
     }
 }
+
+/// Where [`Pty::pump_to`] sends the terminal's output; false stops it.
+pub type PtyOut = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
 /// The caller's terminal in raw mode, restored when dropped.
 pub struct RawMode(nix::sys::termios::Termios);
