@@ -408,6 +408,22 @@ fn run_pulls_a_missing_image_unless_told_not_to() {
     assert!(err.contains("Unable to find image '127.0.0.1:9/nothing:latest' locally"), "{err}");
     assert!(err.contains("pulling 127.0.0.1:9/nothing"), "{err}");
     assert!(s.records().is_empty());
+
+    // From a registry: pulled on first use, then found; --pull always pulls anyway.
+    let reg = Registry::start(None);
+    let name = format!("{}/team/bb:1", reg.host());
+    ok(e, &["tag", "busybox", &name]);
+    ok(e, &["push", &name]);
+    let fresh = Env::bare();
+    let o = fresh.rb(&["run", "--rm", &name, "echo", "pulled"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "pulled\n");
+    assert!(text(&o).1.contains(&format!("Unable to find image '{name}' locally")), "{:?}", text(&o));
+    let o = fresh.rb(&["run", "--rm", &name, "true"]);
+    assert!(!text(&o).1.contains("Unable to find"), "{:?}", text(&o));
+    let o = fresh.rb(&["run", "--rm", "--pull", "always", &name, "true"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).1.contains("Image is up to date"), "{:?}", text(&o));
 }
 
 #[test]
