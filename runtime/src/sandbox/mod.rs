@@ -960,7 +960,14 @@ impl Executor for Sandbox {
         // namespace died with it), so clear it.
         for m in spec.rootfs.iter().filter(|m| m.fstype == "overlay" && m.options.iter().any(|o| o == "volatile")) {
             if let Some(w) = m.options.iter().find_map(|o| o.strip_prefix("workdir=")) {
-                let _ = crate::util::remove_tree(&Path::new(w).join("work/incompat"));
+                // overlayfs leaves `work` mode 000: rootless, nothing under it can be seen
+                // until it is opened up again.
+                let work = Path::new(w).join("work");
+                let incompat = work.join("incompat");
+                if incompat.symlink_metadata().is_err() {
+                    let _ = std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+                }
+                let _ = crate::util::remove_tree(&incompat);
             }
         }
         let scratch = self.scratch()?;
