@@ -470,6 +470,7 @@ pub fn stop(c: &Container, timeout: Option<i64>, signal: Option<i32>) -> Result<
     if let Some(pid) = target_pid(c)? {
         // SAFETY: signalling the container's pid 1 (it forwards to the command).
         unsafe { libc::kill(pid, sig) };
+        thaw_paused(c);
         let t = timeout.unwrap_or(cfg.stop_timeout_secs());
         let gone = t >= 0 && wait_pid_gone(pid, Instant::now() + Duration::from_secs(t as u64));
         if !gone {
@@ -480,6 +481,20 @@ pub fn stop(c: &Container, timeout: Option<i64>, signal: Option<i32>) -> Result<
     }
     wait_recorded(c)?;
     Ok(())
+}
+
+/// A paused container is thawed once a stop signal went out (docker since 17.07): frozen
+/// processes get their signals only when thawed.
+fn thaw_paused(c: &Container) {
+    let _ = c.update(|st| {
+        if st.status == Status::Paused {
+            if let Some(cg) = crate::cgroup::Cgroup::open(&st.cgroup) {
+                let _ = cg.thaw();
+            }
+            st.status = Status::Running;
+        }
+        Ok(())
+    });
 }
 
 /// `kill`: send `signal` to the container's command (through its pid 1); the restart
@@ -497,6 +512,7 @@ pub fn kill(c: &Container, signal: i32) -> Result<()> {
         return Err(Error::Sys { what: format!("kill {pid}"), source: nix::Error::last() });
     }
     if signal == libc::SIGKILL {
+        thaw_paused(c);
         wait_pid_gone(pid, Instant::now() + Duration::from_secs(10));
         wait_recorded(c)?;
     }
