@@ -215,12 +215,14 @@ pub fn ensure_image(store: &rbuild_image::Store, image: &str, pull: &str) -> any
     if !want {
         return Ok(());
     }
-    if missing {
-        eprintln!("Unable to find image '{image}' locally");
-    }
     let r = rbuild_image::Reference::parse(image)
-        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?
-        .with_default_tag();
+        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?;
+    if missing {
+        let shown =
+            if r.tag().is_none() && r.digest().is_none() { format!("{image}:latest") } else { image.to_string() };
+        eprintln!("Unable to find image '{shown}' locally");
+    }
+    let r = r.with_default_tag();
     let client = super::pull::client(&super::pull::TlsFlags { tls_verify: true, insecure: false })?;
     let prog: std::sync::Arc<dyn rbuild_registry_client::progress::Progress> =
         std::sync::Arc::new(rbuild_registry_client::progress::LineProgress::to_writer(Box::new(std::io::stderr())));
