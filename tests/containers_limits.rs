@@ -4,6 +4,8 @@
 //! runs as root): cgroups are made beneath the test's own.
 
 mod common;
+#[path = "common/test_user.rs"]
+mod test_user;
 
 use common::Env;
 use std::path::PathBuf;
@@ -248,4 +250,45 @@ fn pause_freezes_a_counter_and_unpause_resumes_it() {
 
 fn cgroup_gone(id: &str) -> bool {
     !our_cgroups().iter().any(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == format!("rbuild-{id}")))
+}
+
+/// `rbuild --root <root> args…` as the unprivileged test user.
+fn rb_as(user: &str, root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("runuser")
+        .args(["-u", user, "--", common::RBUILD, "--root"])
+        .arg(root)
+        .args(args)
+        .env("HOME", root.parent().unwrap())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rootless_limits_without_delegation_are_one_warning() {
+    require_root();
+    let (user, gid) = test_user::ensure();
+    let e = Env::bare();
+    let d = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = d.path().join("rootfs.tar");
+    std::fs::copy(e.busybox_tar(), &tar).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = d.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(test_user::UID), Some(gid)).unwrap();
+    let out = rb_as(&user, &root, &["import", tar.to_str().unwrap(), "bb"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    // The v1 hierarchies belong to root: the limits cannot be applied, and it says so once.
+    let out = rb_as(&user, &root, &["run", "--rm", "--memory", "16m", "--pids-limit", "10", "bb", "echo", "hi"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!((out.status.code(), stdout.as_str()), (Some(0), "hi\n"), "{stderr}");
+    assert_eq!(stderr.matches("cannot all be applied").count(), 1, "{stderr}");
+    assert!(stderr.contains("rootless") && stderr.contains("--memory") && stderr.contains("--pids-limit"), "{stderr}");
+    // No limits asked: not a word. Ulimits need no cgroup.
+    let out = rb_as(&user, &root, &["run", "--rm", "--ulimit", "nofile=100:200", "bb", "sh", "-c", "ulimit -n"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!((out.status.code(), stdout.as_str(), stderr.as_str()), (Some(0), "100\n", ""));
 }
