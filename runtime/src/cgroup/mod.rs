@@ -300,7 +300,12 @@ impl Cgroup {
             None => None,
         };
         for ctrl in missing {
-            if !reasons.iter().any(|r| r.starts_with(ctrl)) {
+            if ctrl == "swap" {
+                reasons.push(
+                    "swap: no swap accounting here (memory.memsw.* / memory.swap.max), memory limited without swap"
+                        .into(),
+                );
+            } else if !reasons.iter().any(|r| r.starts_with(ctrl)) {
                 reasons.push(format!("{ctrl}: the controller is not available"));
             }
         }
