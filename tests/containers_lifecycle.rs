@@ -509,3 +509,24 @@ fn rootless_run_detached_stop_start_rm() {
     assert_eq!(ok(&["rm", "-f", "rl"]), "rl\n");
     assert!(gone(&s.dir(&id)));
 }
+
+#[test]
+fn a_paused_container_stops_and_goes_with_rm_force() {
+    let s = Store::new();
+    let e = &s.e;
+    let id = ok(e, &["run", "-d", "busybox", "sh", "-c", SERVER]).trim().to_string();
+    s.until_log(&id, "first\n");
+    ok(e, &["pause", &id]);
+    assert_eq!(s.state(&id)["status"], "paused");
+    // The stop signal reaches it once thawed: the trap's exit code, not SIGKILL's.
+    ok(e, &["stop", "-t", "10", &id]);
+    let st = s.state(&id);
+    assert_eq!((st["status"].as_str(), st["exit_code"].as_i64()), (Some("exited"), Some(3)), "{st}");
+    ok(e, &["start", &id]);
+    s.until_log(&id, "again\n");
+    ok(e, &["pause", &id]);
+    let pid = s.state(&id)["pid"].as_i64().unwrap();
+    ok(e, &["rm", "-f", &id]);
+    assert!(gone(&s.dir(&id)));
+    assert!(!pid_alive(pid));
+}
