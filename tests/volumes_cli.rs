@@ -242,3 +242,52 @@ fn volumes_in_use_are_kept_and_rm_v_takes_only_anonymous_ones() {
     assert_eq!(ok(&e, &["volume", "rm", "data"]), "data\n");
     assert!(names(&e).is_empty());
 }
+
+#[path = "common/test_user.rs"]
+mod test_user;
+
+#[test]
+fn rootless_volumes_are_used_and_removed_by_their_user() {
+    for tool in ["/usr/sbin/runuser", "/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        assert!(std::path::Path::new(tool).exists(), "{tool} is missing (apt-get install util-linux uidmap)");
+    }
+    let (user, _) = test_user::ensure();
+    let e = Env::bare();
+    std::fs::set_permissions(e.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    import_seeded(&e);
+    let tar = e.path("seeded.tar");
+    let root = e.path("rootless-store");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(test_user::UID), None).unwrap();
+    let rb = |args: &[&str]| -> Output {
+        Command::new("runuser")
+            .args(["-u", &user, "--"])
+            .arg(common::RBUILD)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env("HOME", e.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let o = rb(args);
+        assert!(o.status.success(), "rootless rbuild {args:?}: {:?}", text(&o));
+        text(&o).0
+    };
+    ok(&["import", "-c", r#"VOLUME ["/data"]"#, tar.to_str().unwrap(), "seeded"]);
+    // A file owned by a user of the container is a subordinate id on the host...
+    let out =
+        ok(&["run", "--rm", "-v", "vol:/v", "seeded", "sh", "-c", "cat /data/f; echo x > /v/f; chown 1000:1000 /v/f"]);
+    assert_eq!(out, "from-image\n");
+    // Seeded in the user namespace: the image's owner and mode are kept.
+    assert_eq!(ok(&["run", "--rm", "seeded", "stat", "-c", "%u:%g:%a", "/data"]), "1000:1000:750\n");
+    let m = std::fs::metadata(root.join("volumes/vol/_data/f")).unwrap();
+    assert_ne!(m.uid(), test_user::UID);
+    assert_eq!(ok(&["run", "--rm", "-v", "vol:/v", "seeded", "stat", "-c", "%u", "/v/f"]), "1000\n");
+    // ...and still the user removes it.
+    assert_eq!(ok(&["volume", "rm", "vol"]), "vol\n");
+    assert!(!root.join("volumes/vol").exists());
+    assert_eq!(ok(&["volume", "ls", "-q"]), "");
+}
