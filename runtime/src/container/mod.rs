@@ -213,7 +213,7 @@ fn create_with(store: &Store, opts: &CreateOptions, sandbox: &Sandbox, sn: &dyn 
 fn run_spec(root: &Path, sn: &dyn Snapshotter, cfg: &Config) -> Result<RunSpec> {
     let rootfs = sn.mounts(&cfg.snapshot)?;
     Ok(RunSpec {
-        mounts: mounts::specs(root, &cfg.mounts, &rootfs)?,
+        mounts: mounts::specs(root, &cfg.mounts)?,
         rootfs,
         args: cfg.argv(),
         env: cfg.env.clone(),

@@ -360,6 +360,20 @@ impl Sandbox {
                 MountSpec::Tmpfs { target, size } => {
                     out.push(InitMount::Tmpfs { target: target.clone(), size: *size, mode: 0o1777 })
                 }
+                MountSpec::Volume { source, target, readonly, seed } => {
+                    if !source.is_dir() {
+                        return Err(Error::Spec(format!(
+                            "volume directory {} (for {target}) not found",
+                            source.display()
+                        )));
+                    }
+                    out.push(InitMount::Volume {
+                        source: source.clone(),
+                        target: target.clone(),
+                        readonly: *readonly,
+                        seed: *seed,
+                    });
+                }
                 MountSpec::Secret { id, target, uid, gid, mode, required } => {
                     let content = match spec.secrets.get(id) {
                         Some(SecretSource::Bytes(b)) => b.clone(),
