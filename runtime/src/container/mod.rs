@@ -347,9 +347,13 @@ pub fn start(root: &Path, c: &Container, exe: &Path) -> Result<()> {
             return Err(busy(&cfg, &st));
         }
         let w = ready_w.as_raw_fd();
+        // The monitor lives in `/`, holding no directory of ours busy: the root must be
+        // absolute.
+        let root = std::path::absolute(root).map_err(Error::io(root))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.env(MONITOR_ENV, &c.id)
-            .env(MONITOR_ROOT_ENV, root)
+            .env(MONITOR_ROOT_ENV, &root)
+            .current_dir("/")
             .env_remove(crate::sandbox::init_env())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -381,6 +385,8 @@ pub fn start(root: &Path, c: &Container, exe: &Path) -> Result<()> {
     match line.trim_end() {
         "ok" => Ok(()),
         l => {
+            // A monitor that died without a word is found out now, not by the next command.
+            let _ = c.checked_state();
             let why = match l.strip_prefix("err ") {
                 Some(m) => m.to_string(),
                 None => {
