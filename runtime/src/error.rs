@@ -56,6 +56,26 @@ pub enum Error {
     /// An I/O error on a stream with no path.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
+    /// A resource limit that cannot be used (a bad `--memory`, `--ulimit`…).
+    #[error("{0}")]
+    Limit(String),
+    /// A cgroup that could not be made, written, read or removed.
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    /// No container has this ID, name or ID prefix.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// A volume that is missing, in use or badly named.
+    #[error("volume {name}: {reason}")]
+    Volume {
+        /// The volume's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
+    #[error("{0}")]
+    Mount(String),
 }
 
 impl Error {

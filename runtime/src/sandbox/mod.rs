@@ -15,7 +15,7 @@
 //! ([`Sandbox::copy_tree`]) and removes them ([`Sandbox::remove_tree`]).
 
 pub mod caps;
-pub mod cgroup;
+pub use crate::cgroup;
 pub mod idmap;
 pub(crate) mod init;
 pub mod seccomp;
@@ -48,6 +48,12 @@ use std::time::{Duration, Instant};
 pub fn init_hook() -> Option<i32> {
     std::env::var_os(init::ENV)?;
     Some(init::main())
+}
+
+/// The environment variable [`init_hook`] looks for (to keep it from other re-executed
+/// helpers, such as a container's monitor).
+pub fn init_env() -> &'static str {
+    init::ENV
 }
 
 /// Which output stream a chunk came from.
@@ -84,6 +90,24 @@ pub struct RunIo {
     /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by this process to the command
     /// (`rbuild run`), for the duration of the run.
     pub forward_signals: bool,
+    /// Called once the container is set up, right before its command is started, with
+    /// the pids a container record keeps ([`Started`]).
+    pub on_start: Option<OnStart>,
+}
+
+/// Receives [`Started`] (see [`RunIo::on_start`]).
+pub type OnStart = Box<dyn FnOnce(Started) + Send>;
+
+/// A sandbox that is set up and about to run its command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The outer init (our child, in the caller's pid namespace).
+    pub init_pid: i32,
+    /// The new pid namespace's pid 1, as the caller's pid namespace numbers it: the
+    /// process whose namespaces `exec` joins.
+    pub pid: i32,
+    /// The sandbox's cgroup directories, if it has some.
+    pub cgroup: Vec<PathBuf>,
 }
 
 impl RunIo {
@@ -95,12 +119,13 @@ impl RunIo {
             output: Output::Capture(Box::new(sink)),
             cancel: None,
             forward_signals: false,
+            on_start: None,
         }
     }
 
     /// The caller's stdio, signals forwarded (`rbuild run`).
     pub fn inherit(stdin: bool, tty: bool) -> RunIo {
-        RunIo { stdin, tty, output: Output::Inherit, cancel: None, forward_signals: true }
+        RunIo { stdin, tty, output: Output::Inherit, cancel: None, forward_signals: true, on_start: None }
     }
 }
 
@@ -335,6 +360,20 @@ impl Sandbox {
                 MountSpec::Tmpfs { target, size } => {
                     out.push(InitMount::Tmpfs { target: target.clone(), size: *size, mode: 0o1777 })
                 }
+                MountSpec::Volume { source, target, readonly, seed } => {
+                    if !source.is_dir() {
+                        return Err(Error::Spec(format!(
+                            "volume directory {} (for {target}) not found",
+                            source.display()
+                        )));
+                    }
+                    out.push(InitMount::Volume {
+                        source: source.clone(),
+                        target: target.clone(),
+                        readonly: *readonly,
+                        seed: *seed,
+                    });
+                }
                 MountSpec::Secret { id, target, uid, gid, mode, required } => {
                     let content = match spec.secrets.get(id) {
                         Some(SecretSource::Bytes(b)) => b.clone(),
@@ -437,12 +476,13 @@ impl Sandbox {
     }
 
     fn spawn_init(&self, spec: &InitSpec, stdio: [Stdio; 3]) -> Result<(std::process::Child, std::fs::File)> {
-        self.spawn_init_with(spec, stdio, None, None)
+        self.spawn_init_with(spec, stdio, None, &[])
     }
 
     /// The capabilities, seccomp programs, device nodes and device cgroup of a run. The
     /// cgroup (when one could be made) must live until the sandbox has exited.
     fn confine(&self, spec: &RunSpec, init: &mut InitSpec) -> Result<Option<cgroup::Cgroup>> {
+        spec.limits.validate()?;
         let sec = &spec.security;
         let mut caps = if sec.privileged {
             caps::all()
@@ -470,18 +510,15 @@ impl Sandbox {
                 gid: 0,
             });
         }
-        let cg = if sec.privileged || self.rootless.is_some() {
-            None
-        } else {
-            let cg = cgroup::Cgroup::create(&rules)?;
-            if cg.is_none() {
-                // Without device rules, a node made with mknod, or brought by a layer, opens
-                // the host's device.
-                caps.retain(|c| *c != caps::MKNOD);
-                init.nodev = true;
-            }
-            cg
-        };
+        let devices = !sec.privileged && self.rootless.is_none();
+        let cg = self.cgroup(spec, devices.then_some(&rules[..]))?;
+        if devices && !cg.as_ref().is_some_and(|c| c.has_devices()) {
+            // Without device rules, a node made with mknod, or brought by a layer, opens
+            // the host's device.
+            caps.retain(|c| *c != caps::MKNOD);
+            init.nodev = true;
+        }
+        init.rlimits = spec.limits.ulimits.iter().filter_map(|u| u.rlimit()).collect();
         init.seccomp = match (&sec.seccomp, sec.privileged) {
             (_, true) | (Seccomp::Unconfined, _) => Vec::new(),
             (Seccomp::Default, _) => seccomp::default_programs(&caps)?,
@@ -493,6 +530,33 @@ impl Sandbox {
         Ok(cg)
     }
 
+    /// The run's cgroup, `rbuild-<spec.cgroup>` (`rbuild-<pid>-<n>` unnamed): every
+    /// controller for a named one (a container: pause, stats) or one with limits, else
+    /// only the devices hierarchy (a build step's device rules). Rootless, only when limits
+    /// ask for one; limits that cannot be applied are one warning.
+    fn cgroup(&self, spec: &RunSpec, devices: Option<&[cgroup::DeviceRule]>) -> Result<Option<cgroup::Cgroup>> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let full = spec.cgroup.is_some() || spec.limits.needs_cgroup();
+        if (!full && devices.is_none()) || (self.rootless.is_some() && !spec.limits.needs_cgroup()) {
+            return Ok(None);
+        }
+        let mut layout = cgroup::layout();
+        match (full, &mut layout) {
+            (false, cgroup::Layout::V1(dirs)) => dirs.retain(|(c, _)| c == "devices"),
+            (false, _) => return Ok(None),
+            _ => {}
+        }
+        let name = spec
+            .cgroup
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let placed = cgroup::Cgroup::create_in(&layout, &name, &spec.limits, devices)?;
+        if let Some(w) = &placed.warning {
+            tracing::warn!("{w}");
+        }
+        Ok(placed.cgroup)
+    }
+
     /// Spawn the init: spec on fd 3, status on fd 4, `tty_sock` (if any) on fd 5, and,
     /// when subordinate ids are mapped, a socket on fd 6 over which the init says it has
     /// unshared its user namespace and waits for us to write the maps with
@@ -502,8 +566,9 @@ impl Sandbox {
         spec: &InitSpec,
         stdio: [Stdio; 3],
         tty_sock: Option<OwnedFd>,
-        cgroup_procs: Option<i32>,
+        cgroup_procs: &[i32],
     ) -> Result<(std::process::Child, std::fs::File)> {
+        let cgroup_procs = cgroup_procs.to_vec();
         let multi = spec.id_map.as_ref().filter(|m| m.is_multi());
         let (map_ours, map_theirs) = match multi {
             Some(_) => {
@@ -526,7 +591,7 @@ impl Sandbox {
             cmd.pre_exec(move || {
                 // Into the sandbox's cgroup before anything runs (children inherit it), and
                 // before the fd shuffle below can reuse its number.
-                if let Some(fd) = cgroup_procs {
+                for &fd in &cgroup_procs {
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -605,6 +670,7 @@ impl Sandbox {
             unmasked: false,
             devices: Vec::new(),
             nodev: false,
+            rlimits: Vec::new(),
         }
     }
 }
@@ -908,7 +974,14 @@ impl Executor for Sandbox {
         // namespace died with it), so clear it.
         for m in spec.rootfs.iter().filter(|m| m.fstype == "overlay" && m.options.iter().any(|o| o == "volatile")) {
             if let Some(w) = m.options.iter().find_map(|o| o.strip_prefix("workdir=")) {
-                let _ = crate::util::remove_tree(&Path::new(w).join("work/incompat"));
+                // overlayfs leaves `work` mode 000: rootless, nothing under it can be seen
+                // until it is opened up again.
+                let work = Path::new(w).join("work");
+                let incompat = work.join("incompat");
+                if incompat.symlink_metadata().is_err() {
+                    let _ = std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+                }
+                let _ = crate::util::remove_tree(&incompat);
             }
         }
         let scratch = self.scratch()?;
@@ -933,8 +1006,10 @@ impl Sandbox {
         init.user = spec.user.clone().filter(|u| !u.is_empty());
         init.tty = io.tty;
         let cgroup = self.confine(spec, &mut init)?;
-        let join = cgroup.as_ref().map(|c| c.procs()).transpose()?;
+        let join = cgroup.as_ref().map(|c| c.procs_files()).transpose()?.unwrap_or_default();
+        let join_fds: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
 
+        let mut output = io.output;
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::new(Mutex::new(VecDeque::new()));
         let mut readers = Vec::new();
         let mut pty = None;
@@ -946,7 +1021,7 @@ impl Sandbox {
             [Stdio::null(), Stdio::inherit(), Stdio::inherit()]
         } else {
             let stdin = if io.stdin { Stdio::inherit() } else { Stdio::null() };
-            match &io.output {
+            match &output {
                 Output::Inherit => [stdin, Stdio::inherit(), Stdio::inherit()],
                 Output::Capture(_) => [stdin, Stdio::piped(), Stdio::piped()],
             }
@@ -955,7 +1030,7 @@ impl Sandbox {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let (mut child, status) = self.spawn_init_with(&init, stdio, theirs, join.as_ref().map(|f| f.as_raw_fd()))?;
+        let (mut child, status) = self.spawn_init_with(&init, stdio, theirs, &join_fds)?;
         drop(join);
         let pid = child.id() as i32;
         let mut raw = None;
@@ -965,11 +1040,21 @@ impl Sandbox {
                 let p = tty::Pty::from_master(master);
                 p.copy_window_size();
                 raw = tty::RawMode::enter();
-                readers.extend(p.pump(io.stdin)?);
+                // Captured (a detached container): the terminal's output is its stdout.
+                match std::mem::replace(&mut output, Output::Inherit) {
+                    Output::Capture(mut sink) => readers.extend(p.pump_to(
+                        io.stdin,
+                        Box::new(move |b| {
+                            sink(Stream::Stdout, b);
+                            true
+                        }),
+                    )?),
+                    Output::Inherit => readers.extend(p.pump(io.stdin)?),
+                }
                 pty = Some(p);
             }
         }
-        if let Output::Capture(sink) = io.output {
+        if let Output::Capture(sink) = output {
             let sink = Arc::new(Mutex::new(sink));
             for (stream, r) in [
                 (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
@@ -993,8 +1078,27 @@ impl Sandbox {
                 }));
             }
         }
+        let mut on_start = io.on_start;
+        let cgroup_dirs: Vec<PathBuf> = cgroup.iter().flat_map(|c| c.paths()).collect();
         let status_reader = std::thread::spawn(move || {
-            std::io::BufReader::new(status).lines().map_while(|l| l.ok()).collect::<Vec<String>>()
+            let mut lines = Vec::new();
+            let (mut pid1, mut ready) = (0, false);
+            for l in std::io::BufReader::new(status).lines().map_while(|l| l.ok()) {
+                // `I <pid>`: the outer init forked pid 1; `R`: pid 1 is set up. Two
+                // processes write them: either may come first.
+                if let Some(p) = l.strip_prefix("I ") {
+                    pid1 = p.trim().parse().unwrap_or(0);
+                } else if l.starts_with('R') {
+                    ready = true;
+                }
+                if ready && pid1 > 0 {
+                    if let Some(f) = on_start.take() {
+                        f(Started { init_pid: pid, pid: pid1, cgroup: cgroup_dirs.clone() });
+                    }
+                }
+                lines.push(l);
+            }
+            lines
         });
         let guard = io.forward_signals.then(|| {
             let mut sigs = vec![libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
@@ -1024,6 +1128,7 @@ impl Sandbox {
         }
         drop(raw);
         let mut out = RunOutcome {
+            oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
             timed_out: stop == Some("timeout"),
             cancelled: stop == Some("cancelled"),
             ..Default::default()
