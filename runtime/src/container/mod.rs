@@ -1,0 +1,3 @@
+//! Containers as records in the store: `<root>/containers/<id>/` (config, state, log).
+
+pub mod format;
