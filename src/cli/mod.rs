@@ -17,14 +17,18 @@ pub mod inspect;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod logs;
 pub mod man;
 pub mod prune;
+pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod tag;
+pub mod top;
 
 /// rbuild: build, push, pull and run OCI container images, no daemon needed.
 #[derive(Parser, Debug)]
@@ -76,6 +80,14 @@ pub enum Command {
     Logout(logout::Args),
     /// Run a command in a new container from an image.
     Run(run::Args),
+    /// List containers.
+    Ps(ps::Args),
+    /// Show what a container printed.
+    Logs(logs::Args),
+    /// Give a container another name.
+    Rename(rename::Args),
+    /// Show the processes running in a container.
+    Top(top::Args),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::Args),
     /// Print a man page, or write them all with --dir.
@@ -194,6 +206,10 @@ pub fn main() -> ExitCode {
         Command::Login(a) => login::run(a, &g),
         Command::Logout(a) => logout::run(a, &g),
         Command::Run(a) => run::run(a, &g),
+        Command::Ps(a) => ps::run(a, &g),
+        Command::Logs(a) => logs::run(a, &g),
+        Command::Rename(a) => rename::run(a, &g),
+        Command::Top(a) => top::run(a, &g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
     };
@@ -228,11 +244,11 @@ mod tests {
 
     #[test]
     fn other_words_are_unknown_commands() {
-        assert_eq!(first(&["rbuild", "ps"]), FirstWord::Unknown("ps".into()));
+        assert_eq!(first(&["rbuild", "xyz"]), FirstWord::Unknown("xyz".into()));
         assert_eq!(first(&["rbuild", "-D", "imags"]), FirstWord::Unknown("imags".into()));
         let names = subcommand_names();
         assert!(unknown_command("imags", &names).contains("did you mean images?"));
         assert!(unknown_command("biuld", &names).contains("did you mean build?"));
-        assert!(!unknown_command("ps", &names).contains("did you mean"));
+        assert!(!unknown_command("xyz", &names).contains("did you mean"));
     }
 }

@@ -272,7 +272,7 @@ fn pieces(src: &str) -> Result<Vec<Piece>> {
 }
 
 /// How a list of nodes ended.
-enum End {
+enum Stop {
     Eof,
     End,
     Else,
@@ -286,7 +286,7 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn list(&mut self) -> Result<(Vec<Node>, End)> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop)> {
         let mut nodes = Vec::new();
         while self.at < self.pieces.len() {
             let piece = std::mem::replace(&mut self.pieces[self.at], Piece::Text(String::new()));
@@ -303,17 +303,17 @@ impl Parser<'_> {
             }
             let toks = lex(self.src, &action)?;
             match toks.first() {
-                Some(Tok::Ident(k)) if k == "end" => return Ok((nodes, End::End)),
+                Some(Tok::Ident(k)) if k == "end" => return Ok((nodes, Stop::End)),
                 Some(Tok::Ident(k)) if k == "else" => {
                     if let Some(Tok::Ident(k2)) = toks.get(1) {
                         if k2 == "if" {
-                            return Ok((nodes, End::ElseIf(self.pipeline(&toks[2..])?)));
+                            return Ok((nodes, Stop::ElseIf(self.pipeline(&toks[2..])?)));
                         }
                     }
                     if toks.len() > 1 {
                         return Err(err(self.src, format!("unexpected words after else in {{{{{action}}}}}")));
                     }
-                    return Ok((nodes, End::Else));
+                    return Ok((nodes, Stop::Else));
                 }
                 Some(Tok::Ident(k)) if k == "if" => {
                     let cond = self.pipeline(&toks[1..])?;
@@ -323,9 +323,9 @@ impl Parser<'_> {
                     let p = self.pipeline(&toks[1..])?;
                     let (body, end) = self.list()?;
                     let otherwise = match end {
-                        End::End => Vec::new(),
-                        End::Else => match self.list()? {
-                            (o, End::End) => o,
+                        Stop::End => Vec::new(),
+                        Stop::Else => match self.list()? {
+                            (o, Stop::End) => o,
                             _ => return Err(err(self.src, format!("{{{{{k}}}}} without a matching {{{{end}}}}"))),
                         },
                         _ => return Err(err(self.src, format!("{{{{{k}}}}} without a matching {{{{end}}}}"))),
@@ -343,20 +343,20 @@ impl Parser<'_> {
                 _ => nodes.push(Node::Action(self.pipeline(&toks)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     /// After `{{if cond}}`: the branches up to the matching `{{end}}`.
     fn if_rest(&mut self, cond: Pipeline) -> Result<Node> {
         let (then, end) = self.list()?;
         let otherwise = match end {
-            End::End => Vec::new(),
-            End::Else => match self.list()? {
-                (o, End::End) => o,
+            Stop::End => Vec::new(),
+            Stop::Else => match self.list()? {
+                (o, Stop::End) => o,
                 _ => return Err(err(self.src, "{{if}} without a matching {{end}}")),
             },
-            End::ElseIf(c) => vec![self.if_rest(c)?],
-            End::Eof => return Err(err(self.src, "{{if}} without a matching {{end}}")),
+            Stop::ElseIf(c) => vec![self.if_rest(c)?],
+            Stop::Eof => return Err(err(self.src, "{{if}} without a matching {{end}}")),
         };
         Ok(Node::If { cond, then, otherwise })
     }
@@ -445,9 +445,9 @@ impl Template {
         let mut p = Parser { src, pieces: pieces(src)?, at: 0 };
         let (nodes, end) = p.list()?;
         match end {
-            End::Eof => Ok(Template { source: src.to_string(), nodes }),
-            End::End => Err(err(src, "unexpected {{end}}")),
-            End::Else | End::ElseIf(_) => Err(err(src, "unexpected {{else}}")),
+            Stop::Eof => Ok(Template { source: src.to_string(), nodes }),
+            Stop::End => Err(err(src, "unexpected {{end}}")),
+            Stop::Else | Stop::ElseIf(_) => Err(err(src, "unexpected {{else}}")),
         }
     }
 
@@ -875,6 +875,10 @@ impl Exec<'_> {
 // ---------------------------------------------------------------------------------------
 // Output modes.
 
+/// Answers `.Name ARGS...` on row `i`: `methods(i, name, args)`, None when there is no such
+/// method.
+pub type RowMethods<'a> = dyn Fn(usize, &str, &[Value]) -> Option<Value> + 'a;
+
 /// What a `--format` flag asks for.
 #[derive(Debug, Clone)]
 pub enum Format {
@@ -925,7 +929,7 @@ impl Format {
         &self,
         rows: &[Value],
         header: &Value,
-        methods: &dyn Fn(usize, &str, &[Value]) -> Option<Value>,
+        methods: &RowMethods,
     ) -> Result<String> {
         let mut out = String::new();
         match self {
@@ -957,12 +961,17 @@ impl Format {
 /// Align tab-separated cells as docker's tabwriter does (minimum width 10, padding 3,
 /// spaces): each column as wide as its widest cell plus 3; the last cell of a line unpadded.
 pub fn tabwrite(text: &str) -> String {
+    tabwrite_min(text, 10)
+}
+
+/// [`tabwrite`] with another minimum column width (docker's `top` uses 20).
+pub fn tabwrite_min(text: &str, min_width: usize) -> String {
     let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
     let cols = lines.iter().map(|l| l.len().saturating_sub(1)).max().unwrap_or(0);
     let mut widths = vec![0usize; cols];
     for l in &lines {
         for (c, cell) in l.iter().enumerate().take(l.len().saturating_sub(1)) {
-            widths[c] = widths[c].max((cell.chars().count() + 3).max(10));
+            widths[c] = widths[c].max((cell.chars().count() + 3).max(min_width));
         }
     }
     let mut out = String::new();

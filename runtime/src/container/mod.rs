@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod format;
+pub mod inspect;
 pub mod logread;
 pub mod state;
 pub mod store;
