@@ -158,6 +158,7 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         (Some(f), false) if !f.is_empty() => Format::parse(f, &format::ps_default_table(args.size))?,
         _ => Format::parse(&format!("table {}", format::ps_default_table(args.size)), "")?,
     };
+    fmt.check(&format::ps_header())?;
     let store_records = Containers::open(&g.root);
     let mut entries: Vec<Entry> = Vec::new();
     for c in store_records.list() {

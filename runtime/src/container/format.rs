@@ -923,14 +923,20 @@ impl Format {
         }
     }
 
+    /// Render the template once against `sample` (a row with every field, such as the
+    /// header names), so a misspelt field is an error even when there are no rows.
+    pub fn check(&self, sample: &Value) -> Result<()> {
+        match self {
+            Format::Json => Ok(()),
+            Format::Table(t) | Format::Lines(t) => {
+                t.render_with(sample, &|_, _| Some(Value::String(String::new()))).map(|_| ())
+            }
+        }
+    }
+
     /// Render `rows`: `header` gives the header name of each field (for tables), `methods`
     /// answers method calls (`.Label "k"`) on row `i`.
-    pub fn render(
-        &self,
-        rows: &[Value],
-        header: &Value,
-        methods: &RowMethods,
-    ) -> Result<String> {
+    pub fn render(&self, rows: &[Value], header: &Value, methods: &RowMethods) -> Result<String> {
         let mut out = String::new();
         match self {
             Format::Json => {
