@@ -469,3 +469,126 @@ fn top_shows_the_processes_of_the_containers_pid_namespace() {
     set_exited(&c, 0, 0);
     assert!(fails(&e, &["top", "tops"], 1).contains("is not running"));
 }
+
+/// Removes a container on drop (`rm -f`), and kills its monitor by pid if it outlived that.
+struct Ctr<'a> {
+    env: &'a Env,
+    name: &'static str,
+}
+
+impl Drop for Ctr<'_> {
+    fn drop(&mut self) {
+        let monitor = Containers::open(&self.env.root())
+            .resolve(self.name)
+            .and_then(|c| c.state())
+            .map(|s| (s.monitor_pid, s.monitor_start))
+            .unwrap_or((0, 0));
+        let _ = self.env.rb(&["rm", "-f", self.name]);
+        if monitor.0 > 0 && rbuild_runtime::container::process_start_time(monitor.0) == Some(monitor.1) {
+            // SAFETY: kill(2) on a pid we checked is still the monitor we started.
+            unsafe { libc::kill(monitor.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Poll `rbuild ARGS` until its stdout satisfies `done` (20 s at most).
+fn poll(e: &Env, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = e.rb(args);
+        let out = text(&o).0;
+        if o.status.success() && done(&out) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "rbuild {args:?} never got there; last: {:?}", text(&o));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_detached_container_is_listed_logged_inspected_and_followed_until_it_stops() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root (CI runs as root)");
+    let e = Env::new();
+    let script = "echo hello; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done";
+    let o = e.rb(&["run", "-d", "--name", "web", "--label", "app=demo", "busybox", "sh", "-c", script]);
+    let _guard = Ctr { env: &e, name: "web" };
+    assert!(o.status.success(), "run -d: {:?}", text(&o));
+    let id = text(&o).0.trim().to_string();
+    assert_eq!(id.len(), 64, "run -d prints the ID: {id}");
+
+    // Its output reaches the log; ps shows it up.
+    poll(&e, &["logs", "web"], |out| out.contains("tick 2"));
+    let o = e.rb(&["logs", "web"]);
+    let (out, err) = text(&o);
+    assert!(out.starts_with("hello\ntick 1\n"), "{out}");
+    assert_eq!(err, "oops\n");
+    let out = ok(&e, &["ps", "--format", "{{.ID}} {{.Names}} {{.Image}} {{.State}} {{.Labels}}|{{.Status}}"]);
+    let (fields, status) = out.trim().split_once('|').unwrap();
+    assert_eq!(fields, format!("{} web busybox running app=demo", &id[..12]));
+    assert!(status.starts_with("Up "), "{status}");
+    let out = ok(&e, &["container", "ls", "-q", "--no-trunc"]);
+    assert_eq!(out.trim(), id, "container ls is ps");
+
+    // inspect: running, with the host pid of its pid 1, which top lists.
+    let v: serde_json::Value = serde_json::from_str(&ok(&e, &["inspect", "web"])).unwrap();
+    assert_eq!(v[0]["State"]["Running"], true);
+    assert_eq!(v[0]["Config"]["Labels"]["app"], "demo");
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid}");
+    let top = ok(&e, &["top", "web"]);
+    assert!(top.lines().any(|l| l.split_whitespace().nth(1) == Some(&pid.to_string())), "{top}");
+    assert!(top.contains("sh -c echo hello"), "{top}");
+
+    // logs -f follows and ends when the container stops.
+    let mut follow = Kill(
+        Command::new(common::RBUILD)
+            .arg("--root")
+            .arg(e.root())
+            .args(["logs", "-f", "--tail", "1", "web"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = follow.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let first: u64 = rx.recv_timeout(Duration::from_secs(20)).unwrap().strip_prefix("tick ").unwrap().parse().unwrap();
+    // New lines keep coming while it runs.
+    let later = loop {
+        let l = rx.recv_timeout(Duration::from_secs(20)).expect("logs -f follows");
+        let n: u64 = l.strip_prefix("tick ").unwrap().parse().unwrap();
+        if n >= first + 3 {
+            break n;
+        }
+    };
+    assert!(later > first);
+    assert!(ok(&e, &["stop", "-t", "5", "web"]).contains("web"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = follow.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "logs -f did not end when the container stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+
+    // Stopped: ps shows the exit code only with -a, inspect agrees, top refuses.
+    assert_eq!(ok(&e, &["ps", "-q"]), "");
+    let out = ok(&e, &["ps", "-a", "--format", "{{.Status}}"]);
+    let code = ok(&e, &["inspect", "-f", "{{.State.ExitCode}}", "web"]);
+    assert!(out.starts_with(&format!("Exited ({}) ", code.trim())), "{out} vs {code}");
+    assert_eq!(ok(&e, &["inspect", "-f", "{{.State.Running}} {{.State.Pid}}", "web"]), "false 0\n");
+    assert!(fails(&e, &["top", "web"], 1).contains("is not running"));
+    // What it wrote stays readable.
+    assert!(ok(&e, &["logs", "--tail", "2", "web"]).lines().all(|l| l.starts_with("tick ")));
+}

@@ -36,11 +36,32 @@ fn describe_container(
     let state = c.checked_state()?;
     let sn = rbuild_runtime::snapshot::open(&g.root, rbuild_runtime::sandbox::store_trees(&g.root)).ok();
     let graph = sn.as_ref().and_then(|sn| Some((sn.name().to_string(), sn.mounts(&config.snapshot).ok()?)));
-    let extra = Extra {
-        log_path: c.log_path().display().to_string(),
-        volumes_dir: g.root.join("volumes").display().to_string(),
-        graph,
-    };
+    // Paths as docker shows them: absolute, also under a relative --root.
+    let abs = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
+    let graph = graph.map(|(name, mounts)| {
+        let mounts = mounts
+            .into_iter()
+            .map(|mut m| {
+                m.options = m
+                    .options
+                    .iter()
+                    .map(|o| match o.split_once('=') {
+                        Some((k, v)) if matches!(k, "lowerdir" | "upperdir" | "workdir") => {
+                            let dirs: Vec<String> = v.split(':').map(|d| abs(d.into())).collect();
+                            format!("{k}={}", dirs.join(":"))
+                        }
+                        _ => o.clone(),
+                    })
+                    .collect();
+                if m.fstype != "overlay" {
+                    m.source = abs(m.source).into();
+                }
+                m
+            })
+            .collect();
+        (name, mounts)
+    });
+    let extra = Extra { log_path: abs(c.log_path()), volumes_dir: abs(g.root.join("volumes")), graph };
     let mut v = inspect(&config, &state, &extra);
     if size {
         let store = g.store().ok();
