@@ -510,7 +510,7 @@ fn a_detached_container_is_listed_logged_inspected_and_followed_until_it_stops()
     // SAFETY: geteuid cannot fail.
     assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root (CI runs as root)");
     let e = Env::new();
-    let script = "echo hello; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done";
+    let script = "printf 12345 > /payload; echo hello; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done";
     let o = e.rb(&["run", "-d", "--name", "web", "--label", "app=demo", "busybox", "sh", "-c", script]);
     let _guard = Ctr { env: &e, name: "web" };
     assert!(o.status.success(), "run -d: {:?}", text(&o));
@@ -538,7 +538,7 @@ fn a_detached_container_is_listed_logged_inspected_and_followed_until_it_stops()
     assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid}");
     let top = ok(&e, &["top", "web"]);
     assert!(top.lines().any(|l| l.split_whitespace().nth(1) == Some(&pid.to_string())), "{top}");
-    assert!(top.contains("sh -c echo hello"), "{top}");
+    assert!(top.contains("sh -c printf 12345"), "{top}");
 
     // logs -f follows and ends when the container stops.
     let mut follow = Kill(
@@ -591,4 +591,8 @@ fn a_detached_container_is_listed_logged_inspected_and_followed_until_it_stops()
     assert!(fails(&e, &["top", "web"], 1).contains("is not running"));
     // What it wrote stays readable.
     assert!(ok(&e, &["logs", "--tail", "2", "web"]).lines().all(|l| l.starts_with("tick ")));
+    // Sizes: the 5 bytes it wrote to its writable layer, and the image beneath.
+    let out = ok(&e, &["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(out.starts_with("5B (virtual ") && !out.starts_with("5B (virtual 5B)"), "{out}");
+    assert_eq!(ok(&e, &["inspect", "-s", "-f", "{{.SizeRw}}", "web"]), "5\n");
 }
