@@ -8,7 +8,8 @@
 mod common;
 
 use common::Env;
-use rbuild_runtime::container::{Config, Container, Containers, MountKind, State, Status};
+use rbuild_runtime::container::mounts::MountType;
+use rbuild_runtime::container::{Config, Container, Containers, ResolvedMount, State, Status};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -331,13 +332,15 @@ fn inspect_shows_containers_first_then_images() {
         let mut cfg = l.config().unwrap();
         cfg.limits.memory = Some(16 << 20);
         cfg.limits.pids_limit = Some(64);
-        cfg.mounts.push(rbuild_runtime::container::Mount {
-            kind: MountKind::Volume,
-            source: "data".into(),
-            target: "/data".into(),
+        cfg.mounts.push(ResolvedMount {
+            kind: MountType::Volume,
+            name: Some("data".into()),
+            source: e.root().join("volumes/data/_data"),
+            destination: "/data".into(),
             readonly: false,
+            anonymous: false,
+            nocopy: false,
             tmpfs_size: None,
-            options: Default::default(),
         });
         l.write_config(&cfg).unwrap();
     }

@@ -65,6 +65,17 @@ pub enum Error {
     /// No container has this ID, name or ID prefix.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// A volume that is missing, in use or badly named.
+    #[error("volume {name}: {reason}")]
+    Volume {
+        /// The volume's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
+    #[error("{0}")]
+    Mount(String),
     /// A `--format` template that does not parse or cannot be applied.
     #[error("template {template:?}: {reason}")]
     Template {

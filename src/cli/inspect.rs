@@ -61,7 +61,7 @@ fn describe_container(
             .collect();
         (name, mounts)
     });
-    let extra = Extra { log_path: abs(c.log_path()), volumes_dir: abs(g.root.join("volumes")), graph };
+    let extra = Extra { log_path: abs(c.log_path()), graph };
     let mut v = inspect(&config, &state, &extra);
     if size {
         let store = g.store().ok();

@@ -36,6 +36,7 @@ pub mod start;
 pub mod stop;
 pub mod tag;
 pub mod top;
+pub mod volume;
 pub mod wait;
 
 /// rbuild: build, push, pull and run OCI container images, no daemon needed.
@@ -112,6 +113,8 @@ pub enum Command {
     Wait(wait::Args),
     /// Manage containers (`container ls`, `container prune`, ... as docker spells them).
     Container(container::Args),
+    /// Manage volumes: create, ls, inspect, rm, prune.
+    Volume(volume::Args),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::Args),
     /// Print a man page, or write them all with --dir.
@@ -229,6 +232,7 @@ pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i
         Command::Logs(a) => logs::run(a, g),
         Command::Rename(a) => rename::run(a, g),
         Command::Top(a) => top::run(a, g),
+        Command::Volume(a) => volume::run(a, g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
     }

@@ -2,7 +2,8 @@
 //! files and nothing else (no process is started per container), so a long list is fast.
 
 use rbuild_runtime::container::format::{self, Format, PsRow};
-use rbuild_runtime::container::{Config, Containers, MountKind, State};
+use rbuild_runtime::container::mounts::MountType;
+use rbuild_runtime::container::{Config, Containers, State};
 use std::collections::BTreeMap;
 
 /// Flags of `rbuild ps`.
@@ -112,7 +113,9 @@ fn passes(e: &Entry, f: &Filters, ancestors: &[String]) -> bool {
         && any("ancestor", &|v| {
             e.config.image == v || e.config.image.split(':').next() == Some(v) || ancestors.contains(&e.config.image_id)
         })
-        && any("volume", &|v| e.config.volumes.iter().any(|n| n == v) || e.config.mounts.iter().any(|m| m.target == v))
+        && any("volume", &|v| {
+            e.config.volumes.iter().any(|n| n == v) || e.config.mounts.iter().any(|m| m.destination == v)
+        })
         && any("network", &|v| serde_json::to_value(e.config.network).is_ok_and(|n| n == v))
         && label_ok
 }
@@ -208,11 +211,12 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         let mut mounts = Vec::new();
         let mut local_volumes = 0;
         for m in &c.mounts {
-            if m.kind == MountKind::Volume && !m.source.is_empty() {
-                mounts.push(m.source.clone());
-                local_volumes += 1;
-            } else {
-                mounts.push(m.target.clone());
+            match (&m.kind, &m.name) {
+                (MountType::Volume, Some(name)) => {
+                    mounts.push(name.clone());
+                    local_volumes += 1;
+                }
+                _ => mounts.push(m.destination.clone()),
             }
         }
         let row = PsRow {

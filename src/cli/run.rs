@@ -4,7 +4,6 @@
 //! ([`ContainerFlags`]) become a validated [`CreateOptions`]; rbuild-runtime does the rest.
 
 use rbuild_runtime::container::{self, CreateOptions, RestartPolicy, SecurityConfig};
-use rbuild_runtime::run::Volume;
 use rbuild_runtime::sandbox::{Device, Network, Sandbox};
 use std::path::PathBuf;
 
@@ -26,9 +25,9 @@ pub struct ContainerFlags {
     /// Read environment variables from a file (KEY=VALUE lines; # comments).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Bind a host path or a named volume: HOST_PATH:CTR_PATH[:ro] or NAME:CTR_PATH[:ro].
-    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
-    pub volume: Vec<String>,
+    /// -v, --mount, --volumes-from.
+    #[command(flatten)]
+    pub mounts: super::volume::MountArgs,
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
@@ -158,7 +157,6 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
     for e in &args.env {
         env.extend(env_entry(e, "-e")?);
     }
-    let mounts = args.volume.iter().map(|v| Volume::parse(v).map(|v| v.to_mount())).collect::<Result<Vec<_>, _>>()?;
     let mut labels = std::collections::BTreeMap::new();
     for l in &args.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -180,7 +178,8 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
         network: if args.network == "none" { Network::None } else { Network::Host },
         name: args.name.clone(),
         hostname: args.hostname.clone(),
-        mounts,
+        volumes: args.mounts.volumes()?,
+        volumes_from: args.mounts.volumes_from()?,
         rm: args.rm,
         stdin: args.interactive,
         tty: args.tty,

@@ -3,11 +3,11 @@
 //! `Args`, `State{...}`, `Image`, `Name` (`/name`), `RestartCount`, `HostConfig{...}`,
 //! `Config{...}`, `Mounts[]`, `GraphDriver`, `LogPath`.
 
-use super::config::{Config, MountKind};
+use super::config::Config;
+use super::mounts::MountType;
 use super::state::State;
 use crate::snapshot;
 use serde_json::{Value, json};
-use std::path::Path;
 
 /// Go's zero time, which docker prints for a start or an end that has not happened.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -17,8 +17,6 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 pub struct Extra {
     /// `<root>/containers/<id>/<id>-json.log`.
     pub log_path: String,
-    /// `<root>/volumes` (a named volume's data is `<that>/<name>/_data`).
-    pub volumes_dir: String,
     /// The snapshot driver and the writable layer's mounts, when the layer exists.
     pub graph: Option<(String, Vec<snapshot::Mount>)>,
 }
@@ -53,41 +51,36 @@ fn graph_driver(graph: &Option<(String, Vec<snapshot::Mount>)>) -> Value {
 pub fn inspect(config: &Config, state: &State, extra: &Extra) -> Value {
     let status = state.status.as_str();
     let limits = &config.limits;
-    let volume_source = |name: &str| {
-        if name.is_empty() {
-            String::new()
-        } else {
-            Path::new(&extra.volumes_dir).join(name).join("_data").display().to_string()
-        }
-    };
     let mut binds = Vec::new();
     let mut tmpfs = serde_json::Map::new();
     let mut mounts = Vec::new();
     for m in &config.mounts {
         let mode = if m.readonly { "ro" } else { "" };
+        let ro = if m.readonly { ":ro" } else { "" };
+        let source = m.source.display().to_string();
         match m.kind {
-            MountKind::Bind => {
-                binds.push(format!("{}:{}{}", m.source, m.target, if m.readonly { ":ro" } else { "" }));
+            MountType::Bind => {
+                binds.push(format!("{source}:{}{ro}", m.destination));
                 mounts.push(json!({
-                    "Type": "bind", "Source": m.source, "Destination": m.target, "Mode": mode,
+                    "Type": "bind", "Source": source, "Destination": m.destination, "Mode": mode,
                     "RW": !m.readonly, "Propagation": "rprivate",
                 }));
             }
-            MountKind::Volume => {
-                if !m.source.is_empty() {
-                    binds.push(format!("{}:{}{}", m.source, m.target, if m.readonly { ":ro" } else { "" }));
+            MountType::Volume => {
+                let name = m.name.clone().unwrap_or_default();
+                if !m.anonymous && !name.is_empty() {
+                    binds.push(format!("{name}:{}{ro}", m.destination));
                 }
                 mounts.push(json!({
-                    "Type": "volume", "Name": m.source, "Source": volume_source(&m.source),
-                    "Destination": m.target, "Driver": "local", "Mode": mode, "RW": !m.readonly,
-                    "Propagation": "",
+                    "Type": "volume", "Name": name, "Source": source, "Destination": m.destination,
+                    "Driver": "local", "Mode": mode, "RW": !m.readonly, "Propagation": "",
                 }));
             }
-            MountKind::Tmpfs => {
+            MountType::Tmpfs => {
                 let opts = m.tmpfs_size.map(|s| format!("size={s}")).unwrap_or_default();
-                tmpfs.insert(m.target.clone(), json!(opts));
+                tmpfs.insert(m.destination.clone(), json!(opts));
                 mounts.push(json!({
-                    "Type": "tmpfs", "Source": "", "Destination": m.target, "Mode": mode,
+                    "Type": "tmpfs", "Source": "", "Destination": m.destination, "Mode": mode,
                     "RW": !m.readonly, "Propagation": "",
                 }));
             }
@@ -195,7 +188,8 @@ pub fn inspect(config: &Config, state: &State, extra: &Extra) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{Mount, RestartPolicy};
+    use super::super::config::RestartPolicy;
+    use super::super::mounts::ResolvedMount;
     use super::super::state::Status;
     use super::*;
 
@@ -216,21 +210,25 @@ mod tests {
             stop_signal: Some("SIGQUIT".into()),
             restart: RestartPolicy::OnFailure { max_retries: 3 },
             mounts: vec![
-                Mount {
-                    kind: MountKind::Bind,
+                ResolvedMount {
+                    kind: MountType::Bind,
+                    name: None,
                     source: "/h".into(),
-                    target: "/c".into(),
+                    destination: "/c".into(),
                     readonly: true,
+                    anonymous: false,
+                    nocopy: false,
                     tmpfs_size: None,
-                    options: Default::default(),
                 },
-                Mount {
-                    kind: MountKind::Volume,
-                    source: "data".into(),
-                    target: "/data".into(),
+                ResolvedMount {
+                    kind: MountType::Volume,
+                    name: Some("data".into()),
+                    source: "/r/volumes/data/_data".into(),
+                    destination: "/data".into(),
                     readonly: false,
+                    anonymous: false,
+                    nocopy: false,
                     tmpfs_size: None,
-                    options: Default::default(),
                 },
             ],
             ..Default::default()
@@ -246,7 +244,6 @@ mod tests {
         };
         let extra = Extra {
             log_path: "/r/containers/x/x-json.log".into(),
-            volumes_dir: "/r/volumes".into(),
             graph: Some((
                 "overlay".into(),
                 vec![snapshot::Mount {
