@@ -17,6 +17,7 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod kill;
+pub mod limits;
 pub mod load;
 pub mod login;
 pub mod logout;

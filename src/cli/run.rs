@@ -74,6 +74,9 @@ pub struct ContainerFlags {
     /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of rwm).
     #[arg(long = "device", value_name = "HOST[:CTR][:rwm]")]
     pub device: Vec<String>,
+    /// Resource limits.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     /// The image: name[:tag], a digest or an image ID (prefix).
     pub image: String,
     /// The command and its arguments (replace the image's CMD).
@@ -188,7 +191,7 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
         restart: RestartPolicy::parse(&args.restart)?,
-        limits: Default::default(),
+        limits: args.limits.limits()?,
     })
 }
 
@@ -212,12 +215,14 @@ pub fn ensure_image(store: &rbuild_image::Store, image: &str, pull: &str) -> any
     if !want {
         return Ok(());
     }
-    if missing {
-        eprintln!("Unable to find image '{image}' locally");
-    }
     let r = rbuild_image::Reference::parse(image)
-        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?
-        .with_default_tag();
+        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?;
+    if missing {
+        let shown =
+            if r.tag().is_none() && r.digest().is_none() { format!("{image}:latest") } else { image.to_string() };
+        eprintln!("Unable to find image '{shown}' locally");
+    }
+    let r = r.with_default_tag();
     let client = super::pull::client(&super::pull::TlsFlags { tls_verify: true, insecure: false })?;
     let prog: std::sync::Arc<dyn rbuild_registry_client::progress::Progress> =
         std::sync::Arc::new(rbuild_registry_client::progress::LineProgress::to_writer(Box::new(std::io::stderr())));

@@ -213,6 +213,8 @@ fn run_spec(root: &Path, sn: &dyn Snapshotter, cfg: &Config) -> Result<RunSpec> 
         hostname: Some(cfg.hostname.clone()),
         network: cfg.network,
         security: cfg.security.to_security()?,
+        limits: cfg.limits.clone(),
+        cgroup: Some(cfg.id.clone()),
         ..Default::default()
     })
 }
@@ -287,6 +289,7 @@ pub fn run_attached(root: &Path, c: &Container, sandbox: &Sandbox, stdin: bool, 
                 out.as_ref().err().map(|e| e.to_string()).or(out.as_ref().ok().and_then(|o| o.exec_error.clone())),
             );
             st.status = Status::Exited;
+            st.oom_killed = out.as_ref().is_ok_and(|o| o.oom_killed);
             st.monitor_pid = 0;
             st.monitor_start = 0;
             Ok(())
@@ -566,7 +569,13 @@ fn remove_now(root: &Path, c: &Container, sn: &dyn Snapshotter, volumes: bool) -
         }
         st.status = Status::Removing;
         l.write_state(&st)?;
-        l.config()?
+        let cfg = l.config()?;
+        // A container whose owner was killed leaves its cgroup behind (paused: with its
+        // frozen processes): they go now.
+        if let Some(cg) = crate::cgroup::Cgroup::open(&st.cgroup).or_else(|| crate::cgroup::Cgroup::find(&cfg.id)) {
+            cg.destroy();
+        }
+        cfg
     };
     if sn.stat(&cfg.snapshot)?.is_some() {
         sn.remove(&cfg.snapshot)?;
