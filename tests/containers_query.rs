@@ -599,3 +599,65 @@ fn a_detached_container_is_listed_logged_inspected_and_followed_until_it_stops()
     assert!(out.starts_with("5B (virtual ") && !out.starts_with("5B (virtual 5B)"), "{out}");
     assert_eq!(ok(&e, &["inspect", "-s", "-f", "{{.SizeRw}}", "web"]), "5\n");
 }
+
+#[path = "common/test_user.rs"]
+mod test_user;
+
+#[test]
+fn rootless_ps_logs_inspect_top_of_a_detached_container() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root to set up its unprivileged user (CI runs as root)");
+    let (user, gid) = test_user::ensure();
+    let e = Env::bare();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(e.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = e.busybox_tar();
+    std::fs::create_dir_all(e.root()).unwrap();
+    std::os::unix::fs::chown(e.root(), Some(test_user::UID), Some(gid)).unwrap();
+    let rb = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", &user, "--", common::RBUILD, "--root"])
+            .arg(e.root())
+            .args(args)
+            .env("HOME", e.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = rb(args);
+        assert!(o.status.success(), "rootless rbuild {args:?}: {:?}", text(&o));
+        text(&o).0
+    };
+    ok(&["import", tar.to_str().unwrap(), "bb"]);
+    let id = ok(&["run", "-d", "--name", "web", "bb", "sh", "-c", "echo hi; while :; do sleep 0.05; done"]);
+    // Removed (as the user) on the way out; the monitor killed by pid if it outlived that.
+    struct Rm<'a>(&'a dyn Fn(&[&str]) -> std::process::Output, std::path::PathBuf);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let monitor = Containers::open(&self.1).resolve("web").and_then(|c| c.state()).ok();
+            let _ = (self.0)(&["rm", "-f", "web"]);
+            if let Some(st) = monitor.filter(|s| s.monitor_pid > 0) {
+                if rbuild_runtime::container::process_start_time(st.monitor_pid) == Some(st.monitor_start) {
+                    // SAFETY: kill(2) on the pid we checked is still that monitor.
+                    unsafe { libc::kill(st.monitor_pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+    let _rm = Rm(&rb, e.root());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ok(&["logs", "web"]) != "hi\n" {
+        assert!(Instant::now() < deadline, "the log never said hi");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ok(&["ps", "-q", "--no-trunc"]).trim(), id.trim());
+    let pid = ok(&["inspect", "-f", "{{.State.Pid}}", "web"]);
+    let top = ok(&["top", "web"]);
+    assert!(top.lines().any(|l| l.split_whitespace().nth(1) == Some(pid.trim())), "{top}");
+    assert!(top.contains("sh -c echo hi"), "{top}");
+    ok(&["stop", "-t", "5", "web"]);
+    assert!(ok(&["ps", "-a", "--format", "{{.Status}}"]).starts_with("Exited ("));
+    ok(&["rm", "web"]);
+    assert_eq!(ok(&["ps", "-aq"]), "");
+}
