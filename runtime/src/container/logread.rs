@@ -278,6 +278,12 @@ impl Reader {
             }
         }
         let f = self.file.as_mut().expect("opened above");
+        // A log cut short under us (truncated by hand) is read again from its start.
+        if f.metadata().map_err(Error::io(path))?.len() < self.offset {
+            f.seek(SeekFrom::Start(0)).map_err(Error::io(path))?;
+            self.offset = 0;
+            self.pending.clear();
+        }
         let mut buf = [0u8; 64 * 1024];
         loop {
             let n = f.read(&mut buf).map_err(Error::io(path))?;
@@ -434,6 +440,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, ["first", "poll 1", "poll 2", "poll 3"]);
+    }
+
+    #[test]
+    fn follow_starts_over_when_the_log_is_cut_short() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("t-json.log");
+        std::fs::write(&p, line("stdout", "old one\n", 0) + &line("stdout", "old two\n", 1)).unwrap();
+        let (path, mut polls, mut got) = (p.clone(), 0, Vec::new());
+        follow(
+            &p,
+            &Options::default(),
+            &mut || {
+                polls += 1;
+                if polls == 2 {
+                    std::fs::write(&path, line("stdout", "new\n", 2)).unwrap();
+                }
+                polls < 3
+            },
+            std::time::Duration::from_millis(1),
+            &mut |e| {
+                got.push(e.log.trim_end().to_string());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(got, ["old one", "old two", "new"]);
     }
 
     #[test]
