@@ -281,6 +281,15 @@ fn a_killed_monitor_takes_its_container_down_and_rm_works() {
     assert!(st["error"].as_str().unwrap().contains("monitor"), "{st}");
     ok(e, &["rm", "orphan"]);
     assert!(gone(&s.dir(&id)));
+    // Nothing left: no cgroup, and the monitor's scratch goes with the next sandbox.
+    let cg = std::process::Command::new("find")
+        .args(["/sys/fs/cgroup", "-maxdepth", "12", "-type", "d", "-name", &format!("rbuild-{id}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&cg.stdout), "", "cgroups left");
+    ok(e, &["run", "--rm", "busybox", "true"]);
+    let tmp: Vec<_> = std::fs::read_dir(e.root().join("tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(tmp.iter().all(|n| !n.to_string_lossy().starts_with("sandbox-")), "{tmp:?}");
     // It can be started again.
     let id = ok(e, &["run", "-d", "--name", "orphan", "busybox", "sleep", "1000"]).trim().to_string();
     s.until(&id, "pid", |st| st["pid"].as_i64() > Some(0));
@@ -378,6 +387,14 @@ fn start_attached_run_rm_detached_and_container_prune() {
     assert!(s.records().is_empty());
     let err = fails(e, &["container", "frobnicate"]);
     assert!(err.contains("frobnicate"), "{err}");
+
+    // rbuild prune removes stopped containers too (their layers with them).
+    let id = ok(e, &["create", "busybox", "true"]).trim().to_string();
+    let out = ok(e, &["prune"]);
+    assert!(out.contains(&format!("Deleted container: {id}")), "{out}");
+    assert!(s.records().is_empty());
+    let layers = files_under(&e.root().join("snapshots"));
+    assert!(layers.iter().all(|p| !p.to_string_lossy().contains("container-")), "{layers:?}");
 }
 
 #[test]

@@ -438,6 +438,24 @@ fn target_pid(c: &Container) -> Result<Option<i32>> {
     })
 }
 
+/// A paused container's processes cannot act on a signal until thawed (cgroup v1 freezer):
+/// thaw it, after the signal is sent, so the signal is what they see first.
+fn thaw_if_paused(c: &Container) {
+    let Ok(st) = c.state() else { return };
+    if st.status != Status::Paused {
+        return;
+    }
+    if let Some(cg) = crate::cgroup::Cgroup::open(&st.cgroup).or_else(|| crate::cgroup::Cgroup::find(&c.id)) {
+        let _ = cg.thaw();
+    }
+    let _ = c.update(|st| {
+        if st.status == Status::Paused {
+            st.status = Status::Running;
+        }
+        Ok(())
+    });
+}
+
 /// Ask the monitor not to restart the container; true when it is active.
 fn request_stop(c: &Container) -> Result<bool> {
     c.update(|st| {
@@ -473,6 +491,7 @@ pub fn stop(c: &Container, timeout: Option<i64>, signal: Option<i32>) -> Result<
     if let Some(pid) = target_pid(c)? {
         // SAFETY: signalling the container's pid 1 (it forwards to the command).
         unsafe { libc::kill(pid, sig) };
+        thaw_if_paused(c);
         let t = timeout.unwrap_or(cfg.stop_timeout_secs());
         let gone = t >= 0 && wait_pid_gone(pid, Instant::now() + Duration::from_secs(t as u64));
         if !gone {
@@ -498,6 +517,9 @@ pub fn kill(c: &Container, signal: i32) -> Result<()> {
     // SAFETY: signalling the container's pid 1.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(Error::Sys { what: format!("kill {pid}"), source: nix::Error::last() });
+    }
+    if signal == libc::SIGKILL {
+        thaw_if_paused(c);
     }
     if signal == libc::SIGKILL {
         wait_pid_gone(pid, Instant::now() + Duration::from_secs(10));
@@ -542,6 +564,7 @@ pub fn remove(root: &Path, c: &Container, force: bool, volumes: bool) -> Result<
         if let Some(pid) = target_pid(c)? {
             // SAFETY: SIGKILL to the container's pid 1.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            thaw_if_paused(c);
             wait_pid_gone(pid, Instant::now() + Duration::from_secs(10));
         }
         let st = wait_recorded(c)?;
