@@ -76,6 +76,24 @@ pub enum Error {
     /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
     #[error("{0}")]
     Mount(String),
+    /// A `--format` template that does not parse or cannot be applied.
+    #[error("template {template:?}: {reason}")]
+    Template {
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A flag's value that does not parse (`--since`, `--tail`, `--filter`...).
+    #[error("invalid {flag} {value:?}: {reason}")]
+    BadValue {
+        /// The flag.
+        flag: String,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it, and what would do.
+        reason: String,
+    },
 }
 
 impl Error {

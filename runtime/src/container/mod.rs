@@ -8,6 +8,9 @@
 //! command reads and changes the record; a monitor owns a detached container's init.
 
 pub mod config;
+pub mod format;
+pub mod inspect;
+pub mod logread;
 pub mod mounts;
 pub mod state;
 pub mod store;
