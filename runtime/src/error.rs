@@ -56,6 +56,10 @@ pub enum Error {
     /// An I/O error on a stream with no path.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
+    /// A path in a container that cannot be copied, read or written (`cp`, `export`,
+    /// `diff`, `commit`), with the path.
+    #[error("{0}")]
+    Copy(String),
 }
 
 impl Error {

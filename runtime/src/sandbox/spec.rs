@@ -297,6 +297,9 @@ pub(crate) struct InitSpec {
     /// Mount the root filesystem nodev (no device cgroup confines this run).
     #[serde(default)]
     pub nodev: bool,
+    /// Join mode: enter a running container (or a stopped one's rootfs) and exec or copy.
+    #[serde(default)]
+    pub join: Option<crate::sandbox::init::join::JoinSpec>,
 }
 
 /// A device node the init makes (or binds, rootless) in the container.

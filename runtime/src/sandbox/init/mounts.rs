@@ -573,6 +573,7 @@ mod tests {
             unmasked: false,
             devices: vec![],
             nodev: false,
+            join: None,
         }
     }
 
