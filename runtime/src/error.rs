@@ -56,6 +56,15 @@ pub enum Error {
     /// An I/O error on a stream with no path.
     #[error(transparent)]
     Stream(#[from] std::io::Error),
+    /// A resource limit that cannot be used (a bad `--memory`, `--ulimit`…).
+    #[error("{0}")]
+    Limit(String),
+    /// A cgroup that could not be made, written, read or removed.
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    /// No container has this ID, name or ID prefix.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
     /// A path in a container that cannot be copied, read or written (`cp`, `export`,
     /// `diff`, `commit`), with the path.
     #[error("{0}")]

@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cgroup;
 pub mod container;
 pub mod diff;
 mod error;
