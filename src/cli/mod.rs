@@ -6,10 +6,15 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod check;
+pub mod commit;
 pub mod completion;
 pub mod copy;
+pub mod cp;
+pub mod diff;
 #[cfg(test)]
 mod docs_check;
+pub mod exec;
+pub mod export;
 pub mod global;
 pub mod images;
 pub mod import;
@@ -76,6 +81,16 @@ pub enum Command {
     Logout(logout::Args),
     /// Run a command in a new container from an image.
     Run(run::Args),
+    /// Run a command in a running container.
+    Exec(exec::Args),
+    /// Copy files between a container and the host.
+    Cp(cp::Args),
+    /// Show what a container changed in its filesystem.
+    Diff(diff::Args),
+    /// Make an image from a container's changes.
+    Commit(commit::Args),
+    /// Write a container's filesystem as a tar.
+    Export(export::Args),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::Args),
     /// Print a man page, or write them all with --dir.
@@ -194,6 +209,11 @@ pub fn main() -> ExitCode {
         Command::Login(a) => login::run(a, &g),
         Command::Logout(a) => logout::run(a, &g),
         Command::Run(a) => run::run(a, &g),
+        Command::Exec(a) => exec::run(a, &g),
+        Command::Cp(a) => cp::run(a, &g),
+        Command::Diff(a) => diff::run(a, &g),
+        Command::Commit(a) => commit::run(a, &g),
+        Command::Export(a) => export::run(a, &g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
     };

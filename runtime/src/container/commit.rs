@@ -89,7 +89,7 @@ pub fn commit(
         }
     }
     let layer = crate::diff::write_to_store(store, changes, Compression::Gzip, &WriterOptions::default())?;
-    let now = chrono_now();
+    let now = super::now_rfc3339();
     if let Some(a) = &opts.author {
         config.author = Some(a.clone());
     }
@@ -132,39 +132,12 @@ pub fn commit(
     Ok(Committed { image_id: config_digest, manifest: desc, layer: layer.descriptor() })
 }
 
-/// Now as RFC 3339 with nanoseconds (UTC), as docker writes `created`.
-fn chrono_now() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn times_are_rfc3339_utc() {
-        let t = chrono_now();
-        assert_eq!(t.len(), "2026-12-02T13:45:25.123456789Z".len(), "{t}");
-        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    fn docker_layer_types_become_ocis() {
         assert_eq!(oci_layer(mt::DOCKER_LAYER_GZIP), mt::OCI_LAYER_GZIP);
     }
 }

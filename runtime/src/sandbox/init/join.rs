@@ -193,7 +193,11 @@ fn done(r: Result<()>) -> i32 {
 /// there to change them meanwhile).
 fn enter(spec: &InitSpec, j: &JoinSpec) -> Result<PathBuf> {
     match j.pid {
-        Some(pid) => join_process(pid, spec.rootless.is_some()).map(|()| PathBuf::from("/")),
+        Some(pid) => {
+            // Copies stay out of the container's cgroups (a paused container's freezer).
+            let cgroups = matches!(j.op, JoinOp::Exec { .. });
+            join_process(pid, cgroups, spec.rootless.is_some()).map(|()| PathBuf::from("/"))
+        }
         None => {
             super::namespaces::enter(spec)?;
             super::rootfs::make_private()?;
@@ -224,7 +228,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn join_process(pid: i32, rootless: bool) -> Result<()> {
+fn join_process(pid: i32, cgroups: bool, rootless: bool) -> Result<()> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     if !proc_dir.exists() {
         return Err(Error::Sandbox(format!("process {pid} is gone")));
@@ -238,7 +242,9 @@ fn join_process(pid: i32, rootless: bool) -> Result<()> {
         let f = std::fs::File::open(&theirs).map_err(Error::io(&theirs))?;
         fds.push((OwnedFd::from(f), *flag, name));
     }
-    join_cgroups(pid, rootless)?;
+    if cgroups {
+        join_cgroups(pid, rootless)?;
+    }
     for (fd, flag, name) in &fds {
         // SAFETY: setns on a namespace fd we hold; single-threaded.
         if unsafe { libc::setns(fd.as_raw_fd(), *flag) } != 0 {
