@@ -11,5 +11,9 @@ fn main() -> ExitCode {
     if let Some(code) = rbuild_runtime::sandbox::init_hook() {
         std::process::exit(code);
     }
+    // `run -d` and `start` re-execute it as a container's monitor.
+    if let Some(code) = rbuild_runtime::container::monitor::monitor_hook() {
+        std::process::exit(code);
+    }
     cli::main()
 }

@@ -133,7 +133,7 @@ fn names_volumes_and_kept_containers() {
         std::fs::read_dir(root.join("containers")).unwrap().flatten().filter(|e| e.file_name() != "names").collect();
     assert_eq!(containers.len(), 1);
     let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(containers[0].path().join("container.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(containers[0].path().join("state.json")).unwrap()).unwrap();
     assert_eq!(rec["status"], "exited");
     assert_eq!(rec["exit_code"], 0);
     // The named volume outlives it and is shared with the next container.

@@ -3,8 +3,9 @@
 //! Owns: snapshots ([`snapshot`]: layers extracted once per chain ID, mounted as overlayfs
 //! or copied when overlayfs is missing), the sandbox ([`sandbox`]: a RUN step or a
 //! container in namespaces, via a re-executed init, with capabilities, seccomp and
-//! cgroups), layer diffs of what a run changed ([`diff`]) and containers for `rbuild run`
-//! ([`run`]), plus the filesystem helpers they share ([`util`]).
+//! cgroups), layer diffs of what a run changed ([`diff`]), containers ([`container`]: records
+//! in the store, run in the foreground or by a per-container monitor; `-v` parsing in
+//! [`run`]), plus the filesystem helpers they share ([`util`]).
 //! Leaves to others: what to run and when (rbuild-builder for RUN steps, the CLI for
 //! `rbuild run`), image formats, the layer tar writer/applier and the store (rbuild-image).
 //! It knows nothing of Dockerfiles, builds or registries.
@@ -14,6 +15,10 @@
 //!
 //! ```no_run
 //! if let Some(code) = rbuild_runtime::sandbox::init_hook() {
+//!     std::process::exit(code)
+//! }
+//! // Containers started detached hand themselves to a monitor: the same binary again.
+//! if let Some(code) = rbuild_runtime::container::monitor::monitor_hook() {
 //!     std::process::exit(code)
 //! }
 //! ```

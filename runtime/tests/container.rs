@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use rbuild_image::store::import::{ImportOptions, import};
-use rbuild_runtime::run::{ContainerOptions, Volume, run_container};
+use rbuild_runtime::container::{self, Containers, CreateOptions};
+use rbuild_runtime::run::Volume;
 use rbuild_runtime::sandbox::Sandbox;
 
 fn store_with_image(dir: &std::path::Path) -> rbuild_image::Store {
@@ -37,23 +38,31 @@ fn containers_run_images_from_the_store() {
     let d = tempfile::tempdir().unwrap();
     let store = store_with_image(d.path());
     let sb = Sandbox::new(store.root()).unwrap();
-    let mut opts = ContainerOptions { image: "bb:1".into(), rm: true, ..Default::default() };
-    assert_eq!(run_container(&store, &opts, &sb).unwrap(), 3, "the image's CMD and its exit code");
+    let run = |opts: &CreateOptions| -> rbuild_runtime::Result<i32> {
+        let c = container::create(&store, opts, &sb)?;
+        container::run_attached(store.root(), &c, &sb, false, false)
+    };
+    let mut opts = CreateOptions { image: "bb:1".into(), rm: true, ..Default::default() };
+    assert_eq!(run(&opts).unwrap(), 3, "the image's CMD and its exit code");
 
     let host = d.path().join("vol");
-    opts.volumes = vec![Volume::parse(&format!("{}:/v", host.display())).unwrap(), Volume::parse("named:/n").unwrap()];
+    opts.mounts = vec![
+        Volume::parse(&format!("{}:/v", host.display())).unwrap().to_mount(),
+        Volume::parse("named:/n").unwrap().to_mount(),
+    ];
     opts.cmd = vec!["sh".into(), "-c".into(), "pwd > /v/pwd; echo $HOSTNAME > /v/host; echo n > /n/f; exit 9".into()];
     opts.name = Some("c1".into());
     opts.rm = false;
-    assert_eq!(run_container(&store, &opts, &sb).unwrap(), 9);
+    assert_eq!(run(&opts).unwrap(), 9);
     assert_eq!(std::fs::read_to_string(host.join("pwd")).unwrap(), "/srv\n");
     assert_eq!(std::fs::read_to_string(host.join("host")).unwrap().trim().len(), 12);
     assert_eq!(std::fs::read_to_string(store.root().join("volumes/named/f")).unwrap(), "n\n");
-    let recs = rbuild_runtime::run::list(store.root()).unwrap();
+    let recs = Containers::open(store.root()).list();
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].exit_code, Some(9));
-    assert_eq!(recs[0].name.as_deref(), Some("c1"));
-    let e = run_container(&store, &opts, &sb).unwrap_err().to_string();
+    let st = recs[0].state().unwrap();
+    assert_eq!((st.status, st.exit_code), (container::Status::Exited, 9));
+    assert_eq!(recs[0].config().unwrap().name, "c1");
+    let e = run(&opts).unwrap_err().to_string();
     assert!(e.contains("already in use"), "{e}");
     // The kept container's layer survives prune; a --rm'd one left nothing.
     let r = rbuild_runtime::snapshot::prune(

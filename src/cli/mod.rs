@@ -8,8 +8,10 @@ pub mod build;
 pub mod check;
 pub mod commit;
 pub mod completion;
+pub mod container;
 pub mod copy;
 pub mod cp;
+pub mod create;
 pub mod diff;
 #[cfg(test)]
 mod docs_check;
@@ -19,6 +21,7 @@ pub mod global;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod kill;
 pub mod load;
 pub mod login;
 pub mod logout;
@@ -26,10 +29,15 @@ pub mod man;
 pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod restart;
+pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod start;
+pub mod stop;
 pub mod tag;
+pub mod wait;
 
 /// rbuild: build, push, pull and run OCI container images, no daemon needed.
 #[derive(Parser, Debug)]
@@ -81,6 +89,22 @@ pub enum Command {
     Logout(logout::Args),
     /// Run a command in a new container from an image.
     Run(run::Args),
+    /// Create a container from an image, without starting it.
+    Create(create::Args),
+    /// Start created or stopped containers.
+    Start(start::Args),
+    /// Stop running containers (the stop signal, then SIGKILL after a timeout).
+    Stop(stop::Args),
+    /// Stop then start containers.
+    Restart(restart::Args),
+    /// Send a signal to running containers.
+    Kill(kill::Args),
+    /// Remove containers.
+    Rm(rm::Args),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(wait::Args),
+    /// Manage containers (`container ls`, `container prune`, ... as docker spells them).
+    Container(container::Args),
     /// Run a command in a running container.
     Exec(exec::Args),
     /// Copy files between a container and the host.
@@ -177,6 +201,43 @@ fn subcommand_names() -> Vec<String> {
     out
 }
 
+/// Run one subcommand.
+pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i32> {
+    match command {
+        Command::Build(a) => build::run(a, g),
+        Command::Check(a) => check::run(a, g),
+        Command::Images(a) => images::run(a, g),
+        Command::Inspect(a) => inspect::run(a, g),
+        Command::Tag(a) => tag::run(a, g),
+        Command::Rmi(a) => rmi::run(a, g),
+        Command::Prune(a) => prune::run(a, g),
+        Command::Save(a) => save::run(a, g),
+        Command::Load(a) => load::run(a, g),
+        Command::Import(a) => import::run(a, g),
+        Command::Pull(a) => pull::run(a, g),
+        Command::Push(a) => push::run(a, g),
+        Command::Copy(a) => copy::run(a, g),
+        Command::Login(a) => login::run(a, g),
+        Command::Logout(a) => logout::run(a, g),
+        Command::Run(a) => run::run(a, g),
+        Command::Create(a) => create::run(a, g),
+        Command::Start(a) => start::run(a, g),
+        Command::Stop(a) => stop::run(a, g),
+        Command::Restart(a) => restart::run(a, g),
+        Command::Kill(a) => kill::run(a, g),
+        Command::Rm(a) => rm::run(a, g),
+        Command::Wait(a) => wait::run(a, g),
+        Command::Container(a) => container::run(a, g),
+        Command::Exec(a) => exec::run(a, g),
+        Command::Cp(a) => cp::run(a, g),
+        Command::Diff(a) => diff::run(a, g),
+        Command::Commit(a) => commit::run(a, g),
+        Command::Export(a) => export::run(a, g),
+        Command::Completion(a) => completion::run(a),
+        Command::Man(a) => man::run(a),
+    }
+}
+
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -192,31 +253,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse_from(argv);
     global::init_logging(cli.verbose);
     let g = global::Global::new(cli.root.clone());
-    let result = match cli.command {
-        Command::Build(a) => build::run(a, &g),
-        Command::Check(a) => check::run(a, &g),
-        Command::Images(a) => images::run(a, &g),
-        Command::Inspect(a) => inspect::run(a, &g),
-        Command::Tag(a) => tag::run(a, &g),
-        Command::Rmi(a) => rmi::run(a, &g),
-        Command::Prune(a) => prune::run(a, &g),
-        Command::Save(a) => save::run(a, &g),
-        Command::Load(a) => load::run(a, &g),
-        Command::Import(a) => import::run(a, &g),
-        Command::Pull(a) => pull::run(a, &g),
-        Command::Push(a) => push::run(a, &g),
-        Command::Copy(a) => copy::run(a, &g),
-        Command::Login(a) => login::run(a, &g),
-        Command::Logout(a) => logout::run(a, &g),
-        Command::Run(a) => run::run(a, &g),
-        Command::Exec(a) => exec::run(a, &g),
-        Command::Cp(a) => cp::run(a, &g),
-        Command::Diff(a) => diff::run(a, &g),
-        Command::Commit(a) => commit::run(a, &g),
-        Command::Export(a) => export::run(a, &g),
-        Command::Completion(a) => completion::run(a),
-        Command::Man(a) => man::run(a),
-    };
+    let result = dispatch(cli.command, &g);
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

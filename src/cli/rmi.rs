@@ -56,11 +56,12 @@ fn entries_of(store: &Store, img: &Image) -> anyhow::Result<Vec<(Option<Referenc
 
 /// Containers (their short IDs) made from the image `id`.
 fn containers_using(root: &std::path::Path, id: &Digest) -> Vec<(String, String)> {
-    rbuild_runtime::run::list(root)
-        .unwrap_or_default()
+    rbuild_runtime::container::Containers::open(root)
+        .list()
         .into_iter()
-        .filter(|c| c.image_id == id.to_string())
-        .map(|c| (c.id.chars().take(12).collect(), c.status))
+        .filter_map(|c| Some((c.config().ok()?, c.state().ok()?)))
+        .filter(|(c, _)| c.image_id == id.to_string())
+        .map(|(c, st)| (c.short_id().to_string(), st.status.to_string()))
         .collect()
 }
 

@@ -1,13 +1,16 @@
-//! `rbuild run`: run a command in a new container from an image in the local store, like
-//! `docker run`. Flags become a validated [`ContainerOptions`]; rbuild-builder does the rest.
+//! `rbuild run`: run a command in a new container from an image, like `docker run`: in the
+//! foreground (this process owns it; no monitor, so it is as fast as a plain sandbox run),
+//! or with `-d` handed to a monitor, printing the ID. The flags shared with `rbuild create`
+//! ([`ContainerFlags`]) become a validated [`CreateOptions`]; rbuild-runtime does the rest.
 
-use rbuild_runtime::run::{ContainerOptions, Volume, run_container};
-use rbuild_runtime::sandbox::{Device, Network, Sandbox, Seccomp, Security, seccomp::Profile};
+use rbuild_runtime::container::{self, CreateOptions, RestartPolicy, SecurityConfig};
+use rbuild_runtime::run::Volume;
+use rbuild_runtime::sandbox::{Device, Network, Sandbox};
 use std::path::PathBuf;
 
-/// Flags of `rbuild run`.
+/// Flags of `rbuild run` and `rbuild create` (what the container is).
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct ContainerFlags {
     /// Remove the container (its record and writable layer) when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -44,6 +47,21 @@ pub struct Args {
     /// The container's hostname (default: the first 12 characters of its ID).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Set a label on the container: KEY=VALUE (or KEY, empty value).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always or unless-stopped.
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
+    /// The signal that stops the container (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait after the stop signal before SIGKILL (default 10).
+    #[arg(long = "stop-timeout", value_name = "SECONDS", allow_negative_numbers = true)]
+    pub stop_timeout: Option<i64>,
+    /// Pull the image: missing (default: when not in the store), always, never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
     /// Add a Linux capability (CAP_NET_RAW, NET_ADMIN, ALL...).
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -64,6 +82,16 @@ pub struct Args {
     pub cmd: Vec<String>,
 }
 
+/// Flags of `rbuild run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Run the container in the background (handed to a monitor) and print its ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub c: ContainerFlags,
+}
+
 fn env_entry(s: &str, from: &str) -> anyhow::Result<Option<String>> {
     let s = s.trim_end_matches(['\r', '\n']);
     if s.trim().is_empty() || s.trim_start().starts_with('#') {
@@ -77,18 +105,28 @@ fn env_entry(s: &str, from: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// `--cap-add`, `--cap-drop`, `--security-opt` and `--device` as a [`Security`].
-pub fn security(args: &Args) -> anyhow::Result<Security> {
-    let mut sec = Security { cap_add: args.cap_add.clone(), cap_drop: args.cap_drop.clone(), ..Default::default() };
+/// `--cap-add`, `--cap-drop`, `--security-opt` and `--device`, checked (profile read,
+/// capability names and devices known) and kept as given for the container's config.
+pub fn security(args: &ContainerFlags) -> anyhow::Result<SecurityConfig> {
+    let mut sec = SecurityConfig {
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        devices: args.device.clone(),
+        security_opt: args.security_opt.clone(),
+        ..Default::default()
+    };
     for o in &args.security_opt {
         // docker takes `key=value` and the old `key:value`.
         let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
         match (k, v) {
-            ("seccomp", "unconfined") => sec.seccomp = Seccomp::Unconfined,
+            ("seccomp", "unconfined") => sec.seccomp_unconfined = true,
             ("seccomp", "") => anyhow::bail!("--security-opt {o}: seccomp=unconfined or seccomp=PROFILE.json"),
             ("seccomp", file) => {
-                let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("--security-opt {o}: {file}: {e}"))?;
-                sec.seccomp = Seccomp::Profile(Box::new(Profile::from_json(&bytes, file)?));
+                let text =
+                    std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--security-opt {o}: {file}: {e}"))?;
+                rbuild_runtime::sandbox::seccomp::Profile::from_json(text.as_bytes(), file)?;
+                sec.seccomp_unconfined = false;
+                sec.seccomp_profile = Some(text);
             }
             ("no-new-privileges", "" | "true") => sec.no_new_privileges = true,
             ("no-new-privileges", "false") => sec.no_new_privileges = false,
@@ -99,14 +137,17 @@ pub fn security(args: &Args) -> anyhow::Result<Security> {
             ),
         }
     }
-    sec.devices = args.device.iter().map(|d| Device::parse(d)).collect::<Result<_, _>>()?;
-    // The capability names are checked here, before the image is unpacked.
-    rbuild_runtime::sandbox::caps::effective(&sec.cap_add, &sec.cap_drop, true)?;
+    for d in &args.device {
+        Device::parse(d)?;
+    }
+    // The profile is compiled and the capability names are checked here, before the image
+    // is unpacked.
+    sec.to_security()?;
     Ok(sec)
 }
 
 /// Turn the flags into container options.
-pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
+pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
     let mut env = Vec::new();
     for f in &args.env_file {
         let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("--env-file {}: {e}", f.display()))?;
@@ -117,8 +158,19 @@ pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
     for e in &args.env {
         env.extend(env_entry(e, "-e")?);
     }
-    let volumes = args.volume.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
-    Ok(ContainerOptions {
+    let mounts = args.volume.iter().map(|v| Volume::parse(v).map(|v| v.to_mount())).collect::<Result<Vec<_>, _>>()?;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            anyhow::bail!("--label {l:?}: a label needs a name");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    if let Some(s) = &args.stop_signal {
+        container::parse_signal(s)?;
+    }
+    Ok(CreateOptions {
         image: args.image.clone(),
         cmd: args.cmd.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -128,31 +180,87 @@ pub fn options(args: &Args) -> anyhow::Result<ContainerOptions> {
         network: if args.network == "none" { Network::None } else { Network::Host },
         name: args.name.clone(),
         hostname: args.hostname.clone(),
-        volumes,
+        mounts,
         rm: args.rm,
         stdin: args.interactive,
         tty: args.tty,
         security: security(args)?,
+        labels,
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout,
+        restart: RestartPolicy::parse(&args.restart)?,
+        limits: Default::default(),
     })
 }
 
-/// Run `rbuild run`: the container's exit code becomes ours.
+/// Make sure the image is in the store, by `--pull`: `missing` pulls it when it is not
+/// (saying so first, like docker), `always` pulls it anyway, `never` says to pull it.
+pub fn ensure_image(store: &rbuild_image::Store, image: &str, pull: &str) -> anyhow::Result<()> {
+    let missing = match store.resolve(image) {
+        Ok(_) => false,
+        Err(rbuild_image::Error::NotFound(_)) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let want = match pull {
+        "always" => true,
+        "never" if missing => {
+            anyhow::bail!(
+                "No such image: {image} (not in the local store, and --pull never: run 'rbuild pull {image}')"
+            )
+        }
+        _ => missing,
+    };
+    if !want {
+        return Ok(());
+    }
+    if missing {
+        eprintln!("Unable to find image '{image}' locally");
+    }
+    let r = rbuild_image::Reference::parse(image)
+        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?
+        .with_default_tag();
+    let client = super::pull::client(&super::pull::TlsFlags { tls_verify: true, insecure: false })?;
+    let prog: std::sync::Arc<dyn rbuild_registry_client::progress::Progress> =
+        std::sync::Arc::new(rbuild_registry_client::progress::LineProgress::to_writer(Box::new(std::io::stderr())));
+    let what = r.tag().map(str::to_string).unwrap_or_else(|| r.api_reference());
+    prog.message(&format!("{what}: Pulling from {}", r.familiar_name()));
+    let pulled = super::pull::runtime()?
+        .block_on(client.pull(store, &r, &rbuild_image::Platform::host(), &prog))
+        .map_err(|e| anyhow::anyhow!("pulling {image}: {e}"))?;
+    let status = if pulled.downloaded > 0 { "Downloaded newer image for" } else { "Image is up to date for" };
+    prog.message(&format!("Status: {status} {}", r.familiar()));
+    Ok(())
+}
+
+/// Run `rbuild run`: in the foreground the container's exit code becomes ours; with `-d`
+/// the ID is printed.
 pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
-    let opts = options(&args)?;
-    if opts.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) && opts.stdin {
+    let opts = options(&args.c)?;
+    if opts.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) && opts.stdin && !args.detach {
         anyhow::bail!("the input device is not a TTY (drop -t, or run from a terminal)");
     }
     let store = g.store()?;
-    if let Err(rbuild_image::Error::NotFound(what)) = store.resolve(&opts.image) {
-        anyhow::bail!("{what} not found in the local store: run 'rbuild pull {}' first", opts.image);
-    }
+    ensure_image(&store, &opts.image, &args.c.pull)?;
     let sandbox = Sandbox::new(&g.root)?;
-    Ok(run_container(&store, &opts, &sandbox)?)
+    let c = container::create(&store, &opts, &sandbox)?;
+    if args.detach {
+        if let Err(e) = container::start(&g.root, &c, std::path::Path::new("/proc/self/exe")) {
+            // docker keeps the created container; --rm ones go.
+            if opts.rm {
+                let _ = container::remove(&g.root, &c, true, true);
+            }
+            return Err(e.into());
+        }
+        super::pull::say(&c.id);
+        return Ok(0);
+    }
+    Ok(container::run_attached(&g.root, &c, &sandbox, opts.stdin, opts.tty)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rbuild_runtime::sandbox::{Seccomp, Security};
 
     #[derive(clap::Parser)]
     struct Cli {
@@ -165,7 +273,7 @@ mod tests {
         let mut full = vec!["run"];
         full.extend_from_slice(argv);
         full.push("img");
-        security(&Cli::try_parse_from(full)?.args)
+        Ok(security(&Cli::try_parse_from(full)?.args.c)?.to_security()?)
     }
 
     #[test]

@@ -51,6 +51,12 @@ pub fn init_hook() -> Option<i32> {
     Some(init::main())
 }
 
+/// The environment variable [`init_hook`] looks for (to keep it from other re-executed
+/// helpers, such as a container's monitor).
+pub fn init_env() -> &'static str {
+    init::ENV
+}
+
 /// Which output stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -85,6 +91,24 @@ pub struct RunIo {
     /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by this process to the command
     /// (`rbuild run`), for the duration of the run.
     pub forward_signals: bool,
+    /// Called once the container is set up, right before its command is started, with
+    /// the pids a container record keeps ([`Started`]).
+    pub on_start: Option<OnStart>,
+}
+
+/// Receives [`Started`] (see [`RunIo::on_start`]).
+pub type OnStart = Box<dyn FnOnce(Started) + Send>;
+
+/// A sandbox that is set up and about to run its command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The outer init (our child, in the caller's pid namespace).
+    pub init_pid: i32,
+    /// The new pid namespace's pid 1, as the caller's pid namespace numbers it: the
+    /// process whose namespaces `exec` joins.
+    pub pid: i32,
+    /// The sandbox's cgroup directories, if it has some.
+    pub cgroup: Vec<PathBuf>,
 }
 
 impl RunIo {
@@ -96,12 +120,13 @@ impl RunIo {
             output: Output::Capture(Box::new(sink)),
             cancel: None,
             forward_signals: false,
+            on_start: None,
         }
     }
 
     /// The caller's stdio, signals forwarded (`rbuild run`).
     pub fn inherit(stdin: bool, tty: bool) -> RunIo {
-        RunIo { stdin, tty, output: Output::Inherit, cancel: None, forward_signals: true }
+        RunIo { stdin, tty, output: Output::Inherit, cancel: None, forward_signals: true, on_start: None }
     }
 }
 
@@ -995,8 +1020,27 @@ impl Sandbox {
                 }));
             }
         }
+        let mut on_start = io.on_start;
+        let cgroup_dirs: Vec<PathBuf> = cgroup.iter().map(|c| c.dir().to_path_buf()).collect();
         let status_reader = std::thread::spawn(move || {
-            std::io::BufReader::new(status).lines().map_while(|l| l.ok()).collect::<Vec<String>>()
+            let mut lines = Vec::new();
+            let (mut pid1, mut ready) = (0, false);
+            for l in std::io::BufReader::new(status).lines().map_while(|l| l.ok()) {
+                // `I <pid>`: the outer init forked pid 1; `R`: pid 1 is set up. Two
+                // processes write them: either may come first.
+                if let Some(p) = l.strip_prefix("I ") {
+                    pid1 = p.trim().parse().unwrap_or(0);
+                } else if l.starts_with('R') {
+                    ready = true;
+                }
+                if ready && pid1 > 0 {
+                    if let Some(f) = on_start.take() {
+                        f(Started { init_pid: pid, pid: pid1, cgroup: cgroup_dirs.clone() });
+                    }
+                }
+                lines.push(l);
+            }
+            lines
         });
         let guard = io.forward_signals.then(|| {
             let mut sigs = vec![libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];

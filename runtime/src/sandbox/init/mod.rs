@@ -2,7 +2,8 @@
 //! `RBUILD_SANDBOX_INIT` set. Single-threaded (nothing else has started), it
 //!
 //! 1. reads its spec from fd 3 and reports over fd 4 (lines: `C T|P <path>` created,
-//!    `S <message>` setup failed, `E <message>` exec failed, `X <code> <signal>` exit);
+//!    `I <pid>` pid 1 forked (its pid outside), `R` pid 1 set up, `S <message>` setup
+//!    failed, `E <message>` exec failed, `X <code> <signal>` exit);
 //! 2. [`namespaces`]: unshares user (rootless), mount, pid, ipc, uts (and net) namespaces;
 //! 3. forks the namespace's pid 1, which [`mounts`] the rootfs, /proc, /dev, /sys, files
 //!    and mounts, [`rootfs`]-pivots into it, resolves the [`user`], creates the workdir,
@@ -195,6 +196,8 @@ pub fn main() -> i32 {
         }
         child => {
             install_forwarding(child);
+            // pid 1 as our (the caller's) pid namespace numbers it.
+            report('I', &child.to_string());
             wait_code(child).0
         }
     }
@@ -240,6 +243,8 @@ fn pid1(spec: &InitSpec) -> Result<(i32, i32)> {
     } else {
         None
     };
+    // Set up: the caller may record us now (a container's pid, for exec).
+    report('R', "");
     // SAFETY: still single-threaded.
     let child = unsafe { libc::fork() };
     if child < 0 {
