@@ -332,11 +332,12 @@ fn commit_makes_an_image_with_the_changes() {
     assert!(!names.iter().any(|n| n == "v" || n == "proc" || n == "etc/hosts"), "no mount points: {names:?}");
 
     // Run the committed image: the changed file is there, the deleted one is not.
-    let run = rbuild_runtime::run::ContainerOptions {
-        image: "committed:1".into(),
-        cmd: vec!["sh".into(), "-c".into(), r#"test "$(cat /made)" = changed && test ! -e /etc/motd"#.into()],
-        rm: true,
+    let top =
+        snapshot::unpack_image(sn.as_ref(), &store, img.layers(), &img.config.rootfs.diff_ids, Some(&sb)).unwrap();
+    let spec = RunSpec {
+        rootfs: sn.prepare("container-c2", top.as_deref()).unwrap(),
+        args: vec!["sh".into(), "-c".into(), r#"test "$(cat /made)" = changed && test ! -e /etc/motd"#.into()],
         ..Default::default()
     };
-    assert_eq!(rbuild_runtime::run::run_container(&store, &run, &sb).unwrap(), 0);
+    assert_eq!(sb.run(&spec, Captured::default().io()).unwrap().code, 0);
 }

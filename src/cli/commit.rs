@@ -45,7 +45,9 @@ fn container_config(
         cfg.cmd = Some(c.cmd.clone());
     }
     if !c.env.is_empty() {
-        cfg.env = c.env.clone();
+        // The image's environment, then the container's -e; its hostname is its own.
+        let own = format!("HOSTNAME={}", c.hostname);
+        cfg.env = c.env.iter().filter(|e| **e != own).cloned().collect();
     }
     cfg.user = (!c.user.is_empty()).then(|| c.user.clone()).or(cfg.user);
     cfg.working_dir = (!c.workdir.is_empty()).then(|| c.workdir.clone()).or(cfg.working_dir);
