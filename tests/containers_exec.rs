@@ -225,3 +225,69 @@ fn commit_gives_an_image_whose_run_shows_the_change() {
     let o = e.rb(&["run", "--rm", "committed:2", "cat", "/live"]);
     assert_eq!(text(&o).0, "live\n", "{:?}", text(&o));
 }
+
+#[path = "common/test_user.rs"]
+mod test_user;
+
+/// `rbuild --root ROOT ARGS` as the unprivileged test user.
+fn rb_as(user: &str, root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("runuser")
+        .args(["-u", user, "--", common::RBUILD, "--root"])
+        .arg(root)
+        .args(args)
+        .env("HOME", root.parent().unwrap())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn exec_cp_diff_and_commit_rootless() {
+    require_root();
+    let (user, gid) = test_user::ensure();
+    let e = Env::bare();
+    let tar = e.busybox_tar();
+    let dir = e.path("rootless");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&tar, dir.join("rootfs.tar")).unwrap();
+    for p in [e.dir.path(), dir.as_path(), dir.join("rootfs.tar").as_path()] {
+        std::os::unix::fs::chown(p, Some(test_user::UID), Some(gid)).unwrap();
+    }
+    let root = dir.join("store");
+    let rb = |args: &[&str]| {
+        let o = rb_as(&user, &root, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "rootless rbuild {args:?}: {err}");
+        out
+    };
+    struct Gone<'a>(&'a dyn Fn());
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let rm = || {
+        let _ = rb_as(&user, &root, &["rm", "-f", "rl1"]);
+    };
+    let _gone = Gone(&rm);
+    rb(&["import", dir.join("rootfs.tar").to_str().unwrap(), "bb:1"]);
+    rb(&["run", "-d", "--name", "rl1", "--hostname", "rl", "bb:1", "sh", "-c", "echo hi > /made; exec sleep 1000"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while text(&rb_as(&user, &root, &["exec", "rl1", "cat", "/made"])).0 != "hi\n" {
+        assert!(Instant::now() < deadline, "the rootless container never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rb(&["exec", "rl1", "sh", "-c", "hostname; id -u; pidof sleep"]), "rl\n0\n2\n");
+    let host_in = dir.join("in.txt");
+    std::fs::write(&host_in, "in\n").unwrap();
+    std::os::unix::fs::chown(&host_in, Some(test_user::UID), Some(gid)).unwrap();
+    rb(&["cp", host_in.to_str().unwrap(), "rl1:/in.txt"]);
+    assert_eq!(rb(&["exec", "rl1", "cat", "/in.txt"]), "in\n");
+    rb(&["stop", "-t", "1", "rl1"]);
+    let out = dir.join("made.out");
+    rb(&["cp", "rl1:/made", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "hi\n", "copied out of the stopped container");
+    assert_eq!(rb(&["diff", "rl1"]), "A /in.txt\nA /made\n");
+    let id = rb(&["commit", "rl1", "rl:committed"]);
+    assert!(id.starts_with("sha256:"), "{id}");
+}

@@ -540,7 +540,14 @@ impl Sandbox {
         // A `volatile` overlay refuses to mount while its previous user's marker is there.
         for m in mounts.iter().filter(|m| m.fstype == "overlay" && m.options.iter().any(|o| o == "volatile")) {
             if let Some(w) = m.options.iter().find_map(|o| o.strip_prefix("workdir=")) {
-                let _ = crate::util::remove_tree(&Path::new(w).join("work/incompat"));
+                // overlayfs leaves `work/work` mode 000: rootless, nothing under it can be
+                // removed until it is ours to enter again.
+                let inner = Path::new(w).join("work");
+                if inner.join("incompat").symlink_metadata().is_err() {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700));
+                }
+                let _ = crate::util::remove_tree(&inner.join("incompat"));
             }
         }
         Ok(Some(self.scratch()?))
