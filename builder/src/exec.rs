@@ -314,6 +314,7 @@ impl Builder<'_> {
                 privileged: e.security == rbuild_frontend::graph::SecurityMode::Insecure,
                 ..Default::default()
             },
+            ..Default::default()
         };
         let sandbox = self.sandbox()?;
         let progress = self.progress.clone();

@@ -69,6 +69,17 @@ pub enum Error {
     /// `diff`, `commit`), with the path.
     #[error("{0}")]
     Copy(String),
+    /// A volume that is missing, in use or badly named.
+    #[error("volume {name}: {reason}")]
+    Volume {
+        /// The volume's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
+    #[error("{0}")]
+    Mount(String),
 }
 
 impl Error {

@@ -32,5 +32,6 @@ pub mod run;
 pub mod sandbox;
 pub mod snapshot;
 pub mod util;
+pub mod volume;
 
 pub use error::{Error, Result};

@@ -46,17 +46,14 @@ fn containers_run_images_from_the_store() {
     assert_eq!(run(&opts).unwrap(), 3, "the image's CMD and its exit code");
 
     let host = d.path().join("vol");
-    opts.mounts = vec![
-        Volume::parse(&format!("{}:/v", host.display())).unwrap().to_mount(),
-        Volume::parse("named:/n").unwrap().to_mount(),
-    ];
+    opts.volumes = vec![Volume::parse(&format!("{}:/v", host.display())).unwrap(), Volume::parse("named:/n").unwrap()];
     opts.cmd = vec!["sh".into(), "-c".into(), "pwd > /v/pwd; echo $HOSTNAME > /v/host; echo n > /n/f; exit 9".into()];
     opts.name = Some("c1".into());
     opts.rm = false;
     assert_eq!(run(&opts).unwrap(), 9);
     assert_eq!(std::fs::read_to_string(host.join("pwd")).unwrap(), "/srv\n");
     assert_eq!(std::fs::read_to_string(host.join("host")).unwrap().trim().len(), 12);
-    assert_eq!(std::fs::read_to_string(store.root().join("volumes/named/f")).unwrap(), "n\n");
+    assert_eq!(std::fs::read_to_string(store.root().join("volumes/named/_data/f")).unwrap(), "n\n");
     let recs = Containers::open(store.root()).list();
     assert_eq!(recs.len(), 1);
     let st = recs[0].state().unwrap();

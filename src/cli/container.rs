@@ -76,6 +76,36 @@ fn passes(filters: &[(String, String, bool)], cfg: &container::Config) -> anyhow
     Ok(true)
 }
 
+/// Remove every stopped container passing `filters` (`dry_run`: only say which); their
+/// IDs, and 1 when one could not be removed (the error on stderr).
+pub fn remove_stopped(
+    root: &std::path::Path,
+    filters: &[(String, String, bool)],
+    dry_run: bool,
+) -> anyhow::Result<(Vec<String>, i32)> {
+    let mut deleted = Vec::new();
+    let mut code = 0;
+    for c in Containers::open(root).list() {
+        let (Ok(cfg), Ok(st)) = (c.config(), c.checked_state()) else { continue };
+        if st.status.is_active() || !passes(filters, &cfg)? {
+            continue;
+        }
+        if dry_run {
+            deleted.push(c.id.clone());
+            continue;
+        }
+        match container::remove(root, &c, false, false) {
+            Ok(()) => deleted.push(c.id.clone()),
+            Err(rbuild_runtime::Error::NoSuchContainer(_)) => {}
+            Err(e) => {
+                eprintln!("error: {}: {e}", cfg.name);
+                code = 1;
+            }
+        }
+    }
+    Ok((deleted, code))
+}
+
 fn prune(rest: &[String], g: &super::global::Global) -> anyhow::Result<i32> {
     let mut argv = vec!["rbuild container prune".to_string()];
     argv.extend(rest.iter().cloned());
@@ -96,23 +126,7 @@ fn prune(rest: &[String], g: &super::global::Global) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let cs = Containers::open(&g.root);
-    let mut deleted = Vec::new();
-    let mut code = 0;
-    for c in cs.list() {
-        let (Ok(cfg), Ok(st)) = (c.config(), c.checked_state()) else { continue };
-        if st.status.is_active() || !passes(&filters, &cfg)? {
-            continue;
-        }
-        match container::remove(&g.root, &c, false, false) {
-            Ok(()) => deleted.push(c.id.clone()),
-            Err(rbuild_runtime::Error::NoSuchContainer(_)) => {}
-            Err(e) => {
-                eprintln!("error: {}: {e}", cfg.name);
-                code = 1;
-            }
-        }
-    }
+    let (deleted, code) = remove_stopped(&g.root, &filters, false)?;
     if !deleted.is_empty() {
         super::pull::say("Deleted Containers:");
         for id in &deleted {

@@ -91,7 +91,7 @@ impl Found {
 
     /// The container paths its mounts cover (left out of `diff` and `commit`).
     pub fn mount_targets(&self) -> Vec<String> {
-        self.config.mounts.iter().map(|m| m.target.clone()).collect()
+        self.config.mounts.iter().map(|m| m.destination.clone()).collect()
     }
 }
 
@@ -136,6 +136,7 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         workdir: found.config.workdir.clone(),
         security: found.config.security.to_security()?,
         host_network: found.config.network == Network::Host,
+        rlimits: found.config.limits.ulimits.iter().filter_map(|u| u.rlimit()).collect(),
     };
     let sandbox = Sandbox::new(&g.root)?;
     let io = RunIo::inherit(args.interactive && !args.detach, args.tty && !args.detach);

@@ -22,6 +22,7 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod kill;
+pub mod limits;
 pub mod load;
 pub mod login;
 pub mod logout;
@@ -37,6 +38,7 @@ pub mod save;
 pub mod start;
 pub mod stop;
 pub mod tag;
+pub mod volume;
 pub mod wait;
 
 /// rbuild: build, push, pull and run OCI container images, no daemon needed.
@@ -115,6 +117,8 @@ pub enum Command {
     Commit(commit::Args),
     /// Write a container's filesystem as a tar.
     Export(export::Args),
+    /// Manage volumes: create, ls, inspect, rm, prune.
+    Volume(volume::Args),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::Args),
     /// Print a man page, or write them all with --dir.
@@ -233,6 +237,7 @@ pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i
         Command::Diff(a) => diff::run(a, g),
         Command::Commit(a) => commit::run(a, g),
         Command::Export(a) => export::run(a, g),
+        Command::Volume(a) => volume::run(a, g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
     }

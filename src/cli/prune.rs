@@ -1,5 +1,5 @@
-//! `rbuild prune`: remove untagged images, the blobs no tag reaches, unused snapshots, and
-//! (with `--cache`) build cache entries.
+//! `rbuild prune`: remove stopped containers, untagged images, the blobs no tag reaches,
+//! unused snapshots, and (with `--cache`) build cache entries.
 
 use std::collections::HashSet;
 
@@ -46,6 +46,11 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
         }
         let r = rbuild_builder::cache::prune(&store, keep, until)?;
         println!("Build cache: {} entries removed, {} kept", r.records_removed, r.records_kept);
+    }
+    // Stopped containers go first (with their layers), so their images can go too.
+    let (containers, _) = super::container::remove_stopped(store.root(), &[], args.dry_run)?;
+    for id in &containers {
+        println!("{} container: {id}", if args.dry_run { "Would remove" } else { "Deleted" });
     }
     if !args.dry_run {
         // Snapshots of tagged images stay (with their ancestors); the rest is extracted again when needed.

@@ -4,7 +4,6 @@
 //! ([`ContainerFlags`]) become a validated [`CreateOptions`]; rbuild-runtime does the rest.
 
 use rbuild_runtime::container::{self, CreateOptions, RestartPolicy, SecurityConfig};
-use rbuild_runtime::run::Volume;
 use rbuild_runtime::sandbox::{Device, Network, Sandbox};
 use std::path::PathBuf;
 
@@ -26,9 +25,9 @@ pub struct ContainerFlags {
     /// Read environment variables from a file (KEY=VALUE lines; # comments).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Bind a host path or a named volume: HOST_PATH:CTR_PATH[:ro] or NAME:CTR_PATH[:ro].
-    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
-    pub volume: Vec<String>,
+    /// -v, --mount, --volumes-from.
+    #[command(flatten)]
+    pub mounts: super::volume::MountArgs,
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
@@ -75,6 +74,9 @@ pub struct ContainerFlags {
     /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of rwm).
     #[arg(long = "device", value_name = "HOST[:CTR][:rwm]")]
     pub device: Vec<String>,
+    /// Resource limits.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     /// The image: name[:tag], a digest or an image ID (prefix).
     pub image: String,
     /// The command and its arguments (replace the image's CMD).
@@ -158,7 +160,6 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
     for e in &args.env {
         env.extend(env_entry(e, "-e")?);
     }
-    let mounts = args.volume.iter().map(|v| Volume::parse(v).map(|v| v.to_mount())).collect::<Result<Vec<_>, _>>()?;
     let mut labels = std::collections::BTreeMap::new();
     for l in &args.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -180,7 +181,8 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
         network: if args.network == "none" { Network::None } else { Network::Host },
         name: args.name.clone(),
         hostname: args.hostname.clone(),
-        mounts,
+        volumes: args.mounts.volumes()?,
+        volumes_from: args.mounts.volumes_from()?,
         rm: args.rm,
         stdin: args.interactive,
         tty: args.tty,
@@ -189,7 +191,7 @@ pub fn options(args: &ContainerFlags) -> anyhow::Result<CreateOptions> {
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
         restart: RestartPolicy::parse(&args.restart)?,
-        limits: Default::default(),
+        limits: args.limits.limits()?,
     })
 }
 
@@ -213,12 +215,14 @@ pub fn ensure_image(store: &rbuild_image::Store, image: &str, pull: &str) -> any
     if !want {
         return Ok(());
     }
-    if missing {
-        eprintln!("Unable to find image '{image}' locally");
-    }
     let r = rbuild_image::Reference::parse(image)
-        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?
-        .with_default_tag();
+        .map_err(|e| anyhow::anyhow!("{image}: not in the local store, and not a name to pull: {e}"))?;
+    if missing {
+        let shown =
+            if r.tag().is_none() && r.digest().is_none() { format!("{image}:latest") } else { image.to_string() };
+        eprintln!("Unable to find image '{shown}' locally");
+    }
+    let r = r.with_default_tag();
     let client = super::pull::client(&super::pull::TlsFlags { tls_verify: true, insecure: false })?;
     let prog: std::sync::Arc<dyn rbuild_registry_client::progress::Progress> =
         std::sync::Arc::new(rbuild_registry_client::progress::LineProgress::to_writer(Box::new(std::io::stderr())));

@@ -53,8 +53,9 @@ pub struct Config {
     pub auto_remove: bool,
     /// `--memory`, `--cpus`, `--pids-limit`, `--ulimit`…
     pub limits: Limits,
-    /// `-v` and `--mount`, as given (resolved into sandbox mounts at each start).
-    pub mounts: Vec<Mount>,
+    /// `-v`, `--mount`, `--volumes-from` and the image's VOLUMEs, resolved at create
+    /// (volumes made); turned into sandbox mounts at each start ([`super::mounts::specs`]).
+    pub mounts: Vec<super::mounts::ResolvedMount>,
     /// `--network`.
     pub network: Network,
     /// `--cap-add`, `--cap-drop`, `--security-opt`, `--device`.
@@ -94,40 +95,6 @@ impl Config {
     pub fn stop_timeout_secs(&self) -> i64 {
         self.stop_timeout.unwrap_or(10)
     }
-}
-
-/// One mount of a container, as given on the command line (`-v`, `--mount`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mount {
-    /// `bind`, `volume` or `tmpfs`.
-    #[serde(rename = "type")]
-    pub kind: MountKind,
-    /// A host path (bind), a volume name (volume; empty: anonymous), nothing (tmpfs).
-    #[serde(default)]
-    pub source: String,
-    /// The path in the container.
-    pub target: String,
-    /// Read-only.
-    #[serde(default)]
-    pub readonly: bool,
-    /// `tmpfs-size=` in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tmpfs_size: Option<u64>,
-    /// `volume-opt=` and other options, as given.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub options: BTreeMap<String, String>,
-}
-
-/// What a [`Mount`] mounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MountKind {
-    /// A host file or directory.
-    Bind,
-    /// A volume under `<root>/volumes`.
-    Volume,
-    /// A tmpfs.
-    Tmpfs,
 }
 
 /// `--restart`: what the monitor does when the container's command exits.

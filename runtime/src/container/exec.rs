@@ -49,6 +49,8 @@ pub struct ContainerSide {
     pub security: Security,
     /// It shares the host's network.
     pub host_network: bool,
+    /// Its `--ulimit`s: (RLIMIT_*, soft, hard).
+    pub rlimits: Vec<(u32, u64, u64)>,
 }
 
 /// The [`ExecSpec`] for `opts` in a container set up as `c`.
@@ -70,6 +72,7 @@ pub fn spec(c: &ContainerSide, opts: &ExecOptions) -> Result<ExecSpec> {
         security,
         host_network: c.host_network,
         detach: opts.detach,
+        rlimits: c.rlimits.clone(),
     })
 }
 

@@ -11,10 +11,12 @@ pub mod commit;
 pub mod config;
 pub mod exec;
 pub mod fs;
+pub mod mounts;
 pub mod state;
 pub mod store;
 
-pub use config::{Config, Mount, MountKind, RestartPolicy, SecurityConfig, parse_signal};
+pub use config::{Config, RestartPolicy, SecurityConfig, parse_signal};
+pub use mounts::{ResolvedMount, Volume, VolumesFrom};
 pub use state::{State, Status, now_rfc3339, process_start_time};
 pub use store::{Container, Containers, Locked, new_id, valid_name};
 pub mod log;
@@ -22,7 +24,7 @@ pub mod monitor;
 
 use crate::cgroup::Limits;
 use crate::error::{Error, Result};
-use crate::sandbox::{BindSource, Executor, MountSpec, Network, RunIo, RunSpec, Sandbox, Started};
+use crate::sandbox::{Executor, Network, RunIo, RunSpec, Sandbox, Started};
 use crate::snapshot::{self, Snapshotter};
 use rbuild_image::Store;
 use rbuild_image::config::ContainerConfig;
@@ -53,7 +55,9 @@ pub struct CreateOptions {
     /// `--hostname` (default: the first 12 hex of the ID).
     pub hostname: Option<String>,
     /// `-v` and `--mount`.
-    pub mounts: Vec<Mount>,
+    pub volumes: Vec<Volume>,
+    /// `--volumes-from`.
+    pub volumes_from: Vec<VolumesFrom>,
     /// `--rm`: remove the container and its layer after it exits.
     pub rm: bool,
     /// `-i`.
@@ -100,10 +104,15 @@ struct Undo<'a> {
     c: Option<Container>,
     sn: &'a dyn Snapshotter,
     key: Option<String>,
+    root: &'a Path,
+    resolved: Option<mounts::Resolved>,
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
+        if let Some(r) = &self.resolved {
+            r.undo(self.root);
+        }
         if let Some(k) = &self.key {
             let _ = self.sn.remove(k);
         }
@@ -137,12 +146,6 @@ pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<
     labels.extend(opts.labels.clone());
     let mut argv = entrypoint.clone();
     argv.extend(cmd.iter().cloned());
-    let mut volumes = Vec::new();
-    for m in &opts.mounts {
-        if m.kind == MountKind::Volume && !m.source.is_empty() && !volumes.contains(&m.source) {
-            volumes.push(m.source.clone());
-        }
-    }
     let mut cfg = Config {
         id: id.clone(),
         name: opts.name.clone().unwrap_or_default(),
@@ -165,12 +168,12 @@ pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<
         restart: opts.restart,
         auto_remove: opts.rm,
         limits: opts.limits.clone(),
-        mounts: opts.mounts.clone(),
+        mounts: Vec::new(),
         network: opts.network,
         security: opts.security.clone(),
         snapshot: format!("container-{id}"),
         parent_snapshot: top.clone(),
-        volumes,
+        volumes: Vec::new(),
         anonymous_volumes: Vec::new(),
     };
     if cfg.stop_signal.is_some() {
@@ -178,64 +181,40 @@ pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<
     }
     let cs = Containers::open(root);
     cs.cleanup_stale();
+    // Volumes first (the record names them from the start), then the record with its
+    // name, then the layer; a failure undoes what was made.
+    let image_volumes: Vec<String> = icfg.volumes.keys().cloned().collect();
+    let resolved = mounts::resolve(root, &opts.volumes, &opts.volumes_from, &image_volumes)?;
+    let mut undo = Undo { cs: &cs, c: None, sn: sn.as_ref(), key: None, root, resolved: None };
+    cfg.mounts = resolved.mounts.clone();
+    cfg.volumes = resolved.volumes.clone();
+    cfg.anonymous_volumes = resolved.mounts.iter().filter(|m| m.anonymous).filter_map(|m| m.name.clone()).collect();
+    undo.resolved = Some(resolved);
     let c = cs.create(&mut cfg)?;
-    let mut undo = Undo { cs: &cs, c: Some(c.clone()), sn: sn.as_ref(), key: None };
+    undo.c = Some(c.clone());
     sn.prepare(&cfg.snapshot, top.as_deref())?;
     undo.key = Some(cfg.snapshot.clone());
-    for m in &cfg.mounts {
-        let p = match m.kind {
-            MountKind::Bind => std::path::PathBuf::from(&m.source),
-            MountKind::Volume if !m.source.is_empty() => root.join("volumes").join(&m.source),
-            _ => continue,
-        };
-        if !p.exists() {
-            std::fs::create_dir_all(&p).map_err(Error::io(&p))?;
-        }
-    }
     undo.c = None;
     undo.key = None;
+    undo.resolved = None;
     Ok(c)
-}
-
-/// The sandbox mounts of a container's `-v`/`--mount`s.
-pub fn resolve_mounts(root: &Path, cfg: &Config) -> Result<Vec<MountSpec>> {
-    let mut out = Vec::new();
-    for m in &cfg.mounts {
-        out.push(match m.kind {
-            MountKind::Bind => MountSpec::Bind {
-                source: BindSource::Host(m.source.clone().into()),
-                subpath: "/".into(),
-                target: m.target.clone(),
-                readonly: m.readonly,
-            },
-            MountKind::Volume => {
-                let p = root.join("volumes").join(&m.source);
-                std::fs::create_dir_all(&p).map_err(Error::io(&p))?;
-                MountSpec::Bind {
-                    source: BindSource::Host(p),
-                    subpath: "/".into(),
-                    target: m.target.clone(),
-                    readonly: m.readonly,
-                }
-            }
-            MountKind::Tmpfs => MountSpec::Tmpfs { target: m.target.clone(), size: m.tmpfs_size },
-        });
-    }
-    Ok(out)
 }
 
 /// What the sandbox runs for a container.
 fn run_spec(root: &Path, sn: &dyn Snapshotter, cfg: &Config) -> Result<RunSpec> {
+    let rootfs = sn.mounts(&cfg.snapshot)?;
     Ok(RunSpec {
-        rootfs: sn.mounts(&cfg.snapshot)?,
+        mounts: mounts::specs(root, &cfg.mounts, &rootfs)?,
+        rootfs,
         args: cfg.argv(),
         env: cfg.env.clone(),
         cwd: if cfg.workdir.is_empty() { "/".into() } else { cfg.workdir.clone() },
         user: Some(cfg.user.clone()).filter(|u| !u.is_empty()),
         hostname: Some(cfg.hostname.clone()),
         network: cfg.network,
-        mounts: resolve_mounts(root, cfg)?,
         security: cfg.security.to_security()?,
+        limits: cfg.limits.clone(),
+        cgroup: Some(cfg.id.clone()),
         ..Default::default()
     })
 }
@@ -310,6 +289,7 @@ pub fn run_attached(root: &Path, c: &Container, sandbox: &Sandbox, stdin: bool, 
                 out.as_ref().err().map(|e| e.to_string()).or(out.as_ref().ok().and_then(|o| o.exec_error.clone())),
             );
             st.status = Status::Exited;
+            st.oom_killed = out.as_ref().is_ok_and(|o| o.oom_killed);
             st.monitor_pid = 0;
             st.monitor_start = 0;
             Ok(())
@@ -317,7 +297,7 @@ pub fn run_attached(root: &Path, c: &Container, sandbox: &Sandbox, stdin: bool, 
         out.map(|o| o.code)
     })();
     if cfg.auto_remove {
-        remove_now(root, c, sn.as_ref(), false)?;
+        remove_now(root, c, sn.as_ref(), true)?;
     }
     r
 }
@@ -458,6 +438,24 @@ fn target_pid(c: &Container) -> Result<Option<i32>> {
     })
 }
 
+/// A paused container's processes cannot act on a signal until thawed (cgroup v1 freezer):
+/// thaw it, after the signal is sent, so the signal is what they see first.
+fn thaw_if_paused(c: &Container) {
+    let Ok(st) = c.state() else { return };
+    if st.status != Status::Paused {
+        return;
+    }
+    if let Some(cg) = crate::cgroup::Cgroup::open(&st.cgroup).or_else(|| crate::cgroup::Cgroup::find(&c.id)) {
+        let _ = cg.thaw();
+    }
+    let _ = c.update(|st| {
+        if st.status == Status::Paused {
+            st.status = Status::Running;
+        }
+        Ok(())
+    });
+}
+
 /// Ask the monitor not to restart the container; true when it is active.
 fn request_stop(c: &Container) -> Result<bool> {
     c.update(|st| {
@@ -493,6 +491,7 @@ pub fn stop(c: &Container, timeout: Option<i64>, signal: Option<i32>) -> Result<
     if let Some(pid) = target_pid(c)? {
         // SAFETY: signalling the container's pid 1 (it forwards to the command).
         unsafe { libc::kill(pid, sig) };
+        thaw_if_paused(c);
         let t = timeout.unwrap_or(cfg.stop_timeout_secs());
         let gone = t >= 0 && wait_pid_gone(pid, Instant::now() + Duration::from_secs(t as u64));
         if !gone {
@@ -518,6 +517,9 @@ pub fn kill(c: &Container, signal: i32) -> Result<()> {
     // SAFETY: signalling the container's pid 1.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(Error::Sys { what: format!("kill {pid}"), source: nix::Error::last() });
+    }
+    if signal == libc::SIGKILL {
+        thaw_if_paused(c);
     }
     if signal == libc::SIGKILL {
         wait_pid_gone(pid, Instant::now() + Duration::from_secs(10));
@@ -562,6 +564,7 @@ pub fn remove(root: &Path, c: &Container, force: bool, volumes: bool) -> Result<
         if let Some(pid) = target_pid(c)? {
             // SAFETY: SIGKILL to the container's pid 1.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            thaw_if_paused(c);
             wait_pid_gone(pid, Instant::now() + Duration::from_secs(10));
         }
         let st = wait_recorded(c)?;
@@ -589,7 +592,13 @@ fn remove_now(root: &Path, c: &Container, sn: &dyn Snapshotter, volumes: bool) -
         }
         st.status = Status::Removing;
         l.write_state(&st)?;
-        l.config()?
+        let cfg = l.config()?;
+        // A container whose owner was killed leaves its cgroup behind (paused: with its
+        // frozen processes): they go now.
+        if let Some(cg) = crate::cgroup::Cgroup::open(&st.cgroup).or_else(|| crate::cgroup::Cgroup::find(&cfg.id)) {
+            cg.destroy();
+        }
+        cfg
     };
     if sn.stat(&cfg.snapshot)?.is_some() {
         sn.remove(&cfg.snapshot)?;
@@ -600,9 +609,9 @@ fn remove_now(root: &Path, c: &Container, sn: &dyn Snapshotter, volumes: bool) -
     Containers::open(root).remove_record(c)
 }
 
-/// `rm -v`: the anonymous volumes go with the container. (The hook ctr-volumes fills in.)
+/// `rm -v`: the anonymous volumes go with the container (those no other container uses).
 fn remove_anonymous_volumes(root: &Path, cfg: &Config) {
-    for v in &cfg.anonymous_volumes {
-        let _ = crate::util::remove_tree(&root.join("volumes").join(v));
+    if let Err(e) = mounts::remove_anonymous(root, &cfg.id, &cfg.mounts) {
+        tracing::warn!("removing the anonymous volumes of {}: {e}", cfg.name);
     }
 }

@@ -110,6 +110,7 @@ fn monitor(root: &Path, c: &Container, ready: &Ready) -> Result<()> {
         let out = out?;
         let restart = c.update(|st| {
             mark_exited(st, out.code, out.exec_error.clone());
+            st.oom_killed = out.oom_killed;
             let restart = cfg.restart.should_restart(out.code, st.restart_count, st.stop_requested);
             if restart {
                 st.status = Status::Restarting;

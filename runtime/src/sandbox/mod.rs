@@ -15,7 +15,7 @@
 //! ([`Sandbox::copy_tree`]) and removes them ([`Sandbox::remove_tree`]).
 
 pub mod caps;
-pub mod cgroup;
+pub use crate::cgroup;
 pub mod idmap;
 pub(crate) mod init;
 pub mod seccomp;
@@ -463,12 +463,13 @@ impl Sandbox {
     }
 
     fn spawn_init(&self, spec: &InitSpec, stdio: [Stdio; 3]) -> Result<(std::process::Child, std::fs::File)> {
-        self.spawn_init_with(spec, stdio, None, None)
+        self.spawn_init_with(spec, stdio, None, &[])
     }
 
     /// The capabilities, seccomp programs, device nodes and device cgroup of a run. The
     /// cgroup (when one could be made) must live until the sandbox has exited.
     fn confine(&self, spec: &RunSpec, init: &mut InitSpec) -> Result<Option<cgroup::Cgroup>> {
+        spec.limits.validate()?;
         let sec = &spec.security;
         let mut caps = if sec.privileged {
             caps::all()
@@ -496,18 +497,15 @@ impl Sandbox {
                 gid: 0,
             });
         }
-        let cg = if sec.privileged || self.rootless.is_some() {
-            None
-        } else {
-            let cg = cgroup::Cgroup::create(&rules)?;
-            if cg.is_none() {
-                // Without device rules, a node made with mknod, or brought by a layer, opens
-                // the host's device.
-                caps.retain(|c| *c != caps::MKNOD);
-                init.nodev = true;
-            }
-            cg
-        };
+        let devices = !sec.privileged && self.rootless.is_none();
+        let cg = self.cgroup(spec, devices.then_some(&rules[..]))?;
+        if devices && !cg.as_ref().is_some_and(|c| c.has_devices()) {
+            // Without device rules, a node made with mknod, or brought by a layer, opens
+            // the host's device.
+            caps.retain(|c| *c != caps::MKNOD);
+            init.nodev = true;
+        }
+        init.rlimits = spec.limits.ulimits.iter().filter_map(|u| u.rlimit()).collect();
         init.seccomp = match (&sec.seccomp, sec.privileged) {
             (_, true) | (Seccomp::Unconfined, _) => Vec::new(),
             (Seccomp::Default, _) => seccomp::default_programs(&caps)?,
@@ -519,6 +517,33 @@ impl Sandbox {
         Ok(cg)
     }
 
+    /// The run's cgroup, `rbuild-<spec.cgroup>` (`rbuild-<pid>-<n>` unnamed): every
+    /// controller for a named one (a container: pause, stats) or one with limits, else
+    /// only the devices hierarchy (a build step's device rules). Rootless, only when limits
+    /// ask for one; limits that cannot be applied are one warning.
+    fn cgroup(&self, spec: &RunSpec, devices: Option<&[cgroup::DeviceRule]>) -> Result<Option<cgroup::Cgroup>> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let full = spec.cgroup.is_some() || spec.limits.needs_cgroup();
+        if (!full && devices.is_none()) || (self.rootless.is_some() && !spec.limits.needs_cgroup()) {
+            return Ok(None);
+        }
+        let mut layout = cgroup::layout();
+        match (full, &mut layout) {
+            (false, cgroup::Layout::V1(dirs)) => dirs.retain(|(c, _)| c == "devices"),
+            (false, _) => return Ok(None),
+            _ => {}
+        }
+        let name = spec
+            .cgroup
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let placed = cgroup::Cgroup::create_in(&layout, &name, &spec.limits, devices)?;
+        if let Some(w) = &placed.warning {
+            tracing::warn!("{w}");
+        }
+        Ok(placed.cgroup)
+    }
+
     /// Spawn the init: spec on fd 3, status on fd 4, `tty_sock` (if any) on fd 5, and,
     /// when subordinate ids are mapped, a socket on fd 6 over which the init says it has
     /// unshared its user namespace and waits for us to write the maps with
@@ -528,8 +553,9 @@ impl Sandbox {
         spec: &InitSpec,
         stdio: [Stdio; 3],
         tty_sock: Option<OwnedFd>,
-        cgroup_procs: Option<i32>,
+        cgroup_procs: &[i32],
     ) -> Result<(std::process::Child, std::fs::File)> {
+        let cgroup_procs = cgroup_procs.to_vec();
         let multi = spec.id_map.as_ref().filter(|m| m.is_multi());
         let (map_ours, map_theirs) = match multi {
             Some(_) => {
@@ -552,7 +578,7 @@ impl Sandbox {
             cmd.pre_exec(move || {
                 // Into the sandbox's cgroup before anything runs (children inherit it), and
                 // before the fd shuffle below can reuse its number.
-                if let Some(fd) = cgroup_procs {
+                for &fd in &cgroup_procs {
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -632,6 +658,7 @@ impl Sandbox {
             devices: Vec::new(),
             nodev: false,
             join: None,
+            rlimits: Vec::new(),
         }
     }
 }
@@ -960,7 +987,8 @@ impl Sandbox {
         init.user = spec.user.clone().filter(|u| !u.is_empty());
         init.tty = io.tty;
         let cgroup = self.confine(spec, &mut init)?;
-        let join = cgroup.as_ref().map(|c| c.procs()).transpose()?;
+        let join = cgroup.as_ref().map(|c| c.procs_files()).transpose()?.unwrap_or_default();
+        let join_fds: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
 
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::new(Mutex::new(VecDeque::new()));
         let mut readers = Vec::new();
@@ -982,7 +1010,7 @@ impl Sandbox {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let (mut child, status) = self.spawn_init_with(&init, stdio, theirs, join.as_ref().map(|f| f.as_raw_fd()))?;
+        let (mut child, status) = self.spawn_init_with(&init, stdio, theirs, &join_fds)?;
         drop(join);
         let pid = child.id() as i32;
         let mut raw = None;
@@ -1021,7 +1049,7 @@ impl Sandbox {
             }
         }
         let mut on_start = io.on_start;
-        let cgroup_dirs: Vec<PathBuf> = cgroup.iter().map(|c| c.dir().to_path_buf()).collect();
+        let cgroup_dirs: Vec<PathBuf> = cgroup.iter().flat_map(|c| c.paths()).collect();
         let status_reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             let (mut pid1, mut ready) = (0, false);
@@ -1070,6 +1098,7 @@ impl Sandbox {
         }
         drop(raw);
         let mut out = RunOutcome {
+            oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
             timed_out: stop == Some("timeout"),
             cancelled: stop == Some("cancelled"),
             ..Default::default()

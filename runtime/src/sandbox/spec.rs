@@ -155,6 +155,11 @@ pub struct RunSpec {
     pub timeout: Option<Duration>,
     /// Capabilities, seccomp, devices.
     pub security: Security,
+    /// Resource limits (cgroup and ulimits); the default limits nothing.
+    pub limits: crate::cgroup::Limits,
+    /// Name the run's cgroup `rbuild-<this>` (a container's ID) and give it every
+    /// controller (pause, stats); `None`: `rbuild-<pid>-<n>`, devices only unless limited.
+    pub cgroup: Option<String>,
 }
 
 /// What confines the command, and how it was loosened (`rbuild run --cap-add`,
@@ -246,6 +251,8 @@ pub struct RunOutcome {
     pub touched_dirs: Vec<(String, u32, u32, u32)>,
     /// Set when the command could not be started (not found, not executable).
     pub exec_error: Option<String>,
+    /// The kernel's OOM killer killed a process of the run (its memory limit was hit).
+    pub oom_killed: bool,
 }
 
 /// The resolved spec the init receives (internal; JSON over fd 3).
@@ -300,6 +307,9 @@ pub(crate) struct InitSpec {
     /// Join mode: enter a running container (or a stopped one's rootfs) and exec or copy.
     #[serde(default)]
     pub join: Option<crate::sandbox::init::join::JoinSpec>,
+    /// `--ulimit`s: (RLIMIT_*, soft, hard), set right before exec.
+    #[serde(default)]
+    pub rlimits: Vec<(u32, u64, u64)>,
 }
 
 /// A device node the init makes (or binds, rootless) in the container.

@@ -362,8 +362,12 @@ fn exec(spec: &InitSpec, detach: bool) -> i32 {
                 libc::dup2(s.as_raw_fd(), 2);
             }
         }
-        let confine =
-            super::process::Confinement { caps: &spec.caps, seccomp: &spec.seccomp, no_new_privs: spec.no_new_privs };
+        let confine = super::process::Confinement {
+            caps: &spec.caps,
+            seccomp: &spec.seccomp,
+            no_new_privs: spec.no_new_privs,
+            rlimits: &spec.rlimits,
+        };
         let (msg, code) = super::process::exec(&spec.args, &env, &cwd, &user, spec.tty, &confine);
         report('E', &msg);
         let line = format!("rbuild: {msg}\n");
@@ -501,6 +505,8 @@ pub struct ExecSpec {
     pub host_network: bool,
     /// `-d`: return once the command has started; it runs on, tied to the container.
     pub detach: bool,
+    /// The container's `--ulimit`s: (RLIMIT_*, soft, hard).
+    pub rlimits: Vec<(u32, u64, u64)>,
 }
 
 fn status_error(lines: &[String]) -> Option<Error> {
@@ -590,6 +596,7 @@ impl Sandbox {
         };
         init.caps = caps;
         init.no_new_privs = sec.no_new_privileges;
+        init.rlimits = spec.rlimits.clone();
         if spec.detach {
             return self.exec_detached(&init);
         }
@@ -598,7 +605,7 @@ impl Sandbox {
 
     fn exec_detached(&self, init: &InitSpec) -> Result<RunOutcome> {
         let (mut child, status) =
-            self.spawn_init_with(init, [Stdio::null(), Stdio::null(), Stdio::null()], None, None)?;
+            self.spawn_init_with(init, [Stdio::null(), Stdio::null(), Stdio::null()], None, &[])?;
         let mut first = String::new();
         let _ = std::io::BufReader::new(status).read_line(&mut first);
         // The init goes on with the command: reap it whenever it ends.
@@ -631,7 +638,7 @@ impl Sandbox {
                 Output::Capture(_) => [stdin, Stdio::piped(), Stdio::piped()],
             }
         };
-        let (mut child, status) = self.spawn_init_with(init, stdio, theirs, None)?;
+        let (mut child, status) = self.spawn_init_with(init, stdio, theirs, &[])?;
         let pid = child.id() as i32;
         let mut pty = None;
         let mut raw = None;
@@ -743,7 +750,7 @@ impl Sandbox {
         let init = self.join_spec(target, op, scratch.as_deref().unwrap_or(&tmp));
         let r = (|| {
             let (mut child, mut status) =
-                self.spawn_init_with(&init, [Stdio::null(), Stdio::piped(), Stdio::inherit()], None, None)?;
+                self.spawn_init_with(&init, [Stdio::null(), Stdio::piped(), Stdio::inherit()], None, &[])?;
             let mut stdout = child.stdout.take().expect("piped");
             let copied = std::io::copy(&mut stdout, out);
             drop(stdout);
@@ -781,7 +788,7 @@ impl Sandbox {
         let init = self.join_spec(target, JoinOp::TarIn { dest: dest.to_string() }, scratch.as_deref().unwrap_or(&tmp));
         let r = (|| {
             let (mut child, status) =
-                self.spawn_init_with(&init, [Stdio::piped(), Stdio::null(), Stdio::inherit()], None, None)?;
+                self.spawn_init_with(&init, [Stdio::piped(), Stdio::null(), Stdio::inherit()], None, &[])?;
             let mut status = std::io::BufReader::new(status);
             let mut first = String::new();
             let _ = status.read_line(&mut first);

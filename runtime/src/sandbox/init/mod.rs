@@ -266,8 +266,12 @@ fn pid1(spec: &InitSpec) -> Result<(i32, i32)> {
                 libc::dup2(fd, 2);
             }
         }
-        let confine =
-            process::Confinement { caps: &spec.caps, seccomp: &spec.seccomp, no_new_privs: spec.no_new_privs };
+        let confine = process::Confinement {
+            caps: &spec.caps,
+            seccomp: &spec.seccomp,
+            no_new_privs: spec.no_new_privs,
+            rlimits: &spec.rlimits,
+        };
         let (msg, code) = process::exec(&spec.args, &env, &cwd, &user, spec.tty, &confine);
         report('E', &msg);
         let line = format!("rbuild: {msg}\n");

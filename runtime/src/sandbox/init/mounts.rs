@@ -574,6 +574,7 @@ mod tests {
             devices: vec![],
             nodev: false,
             join: None,
+            rlimits: Vec::new(),
         }
     }
 

@@ -112,6 +112,23 @@ pub struct Confinement<'a> {
     pub seccomp: &'a crate::sandbox::seccomp::Programs,
     /// Set no_new_privs.
     pub no_new_privs: bool,
+    /// `--ulimit`s: (RLIMIT_*, soft, hard).
+    pub rlimits: &'a [(u32, u64, u64)],
+}
+
+/// Set the `--ulimit`s (while the capabilities still allow raising a hard limit).
+pub fn set_rlimits(rlimits: &[(u32, u64, u64)]) -> Result<(), String> {
+    for &(res, soft, hard) in rlimits {
+        let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        // SAFETY: setrlimit with a valid struct.
+        if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
+            return Err(format!(
+                "setrlimit (ulimit resource {res}, {soft}:{hard}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Become `user` and exec. Returns only on failure, with the message and exit code
@@ -133,6 +150,9 @@ pub fn exec(
         if tty {
             libc::ioctl(0, libc::TIOCSCTTY as _, 0);
         }
+    }
+    if let Err(e) = set_rlimits(confine.rlimits) {
+        return (e, 126);
     }
     if confine.no_new_privs {
         // SAFETY: prctl with integer arguments.
