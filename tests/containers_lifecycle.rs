@@ -408,4 +408,40 @@ fn run_pulls_a_missing_image_unless_told_not_to() {
     assert!(err.contains("Unable to find image '127.0.0.1:9/nothing:latest' locally"), "{err}");
     assert!(err.contains("pulling 127.0.0.1:9/nothing"), "{err}");
     assert!(s.records().is_empty());
+
+    // From a registry: pulled on first use, then found; --pull always pulls anyway.
+    let reg = Registry::start(None);
+    let name = format!("{}/team/bb:1", reg.host());
+    ok(e, &["tag", "busybox", &name]);
+    ok(e, &["push", &name]);
+    let fresh = Env::bare();
+    let o = fresh.rb(&["run", "--rm", &name, "echo", "pulled"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "pulled\n");
+    assert!(text(&o).1.contains(&format!("Unable to find image '{name}' locally")), "{:?}", text(&o));
+    let o = fresh.rb(&["run", "--rm", &name, "true"]);
+    assert!(!text(&o).1.contains("Unable to find"), "{:?}", text(&o));
+    let o = fresh.rb(&["run", "--rm", "--pull", "always", &name, "true"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).1.contains("Image is up to date"), "{:?}", text(&o));
+}
+
+#[test]
+fn run_dit_keeps_an_interactive_shell_with_a_terminal() {
+    let s = Store::new();
+    let e = &s.e;
+    // -t detached: a terminal whose output is the log's stdout.
+    let id = ok(e, &["run", "-dt", "busybox", "sh", "-c", "tty"]).trim().to_string();
+    s.until(&id, "exited", |st| st["status"] == "exited");
+    assert_eq!(s.log(&id), vec![("stdout".to_string(), "/dev/pts/0\r\n".to_string())]);
+    // -i too: stdin stays open, so the shell waits for input instead of ending.
+    let id = ok(e, &["run", "-dit", "--name", "shell", "busybox", "sh"]).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.log(&id).iter().any(|(_, l)| l.contains("built-in shell")) {
+        assert!(Instant::now() < deadline, "no shell banner: {:?}", s.log(&id));
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    assert_eq!(s.state(&id)["status"], "running");
+    assert_eq!(ok(e, &["kill", "shell"]), "shell\n");
+    assert_eq!(s.state(&id)["exit_code"], 137);
 }

@@ -990,6 +990,7 @@ impl Sandbox {
         let join = cgroup.as_ref().map(|c| c.procs_files()).transpose()?.unwrap_or_default();
         let join_fds: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
 
+        let mut output = io.output;
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::new(Mutex::new(VecDeque::new()));
         let mut readers = Vec::new();
         let mut pty = None;
@@ -1001,7 +1002,7 @@ impl Sandbox {
             [Stdio::null(), Stdio::inherit(), Stdio::inherit()]
         } else {
             let stdin = if io.stdin { Stdio::inherit() } else { Stdio::null() };
-            match &io.output {
+            match &output {
                 Output::Inherit => [stdin, Stdio::inherit(), Stdio::inherit()],
                 Output::Capture(_) => [stdin, Stdio::piped(), Stdio::piped()],
             }
@@ -1020,11 +1021,21 @@ impl Sandbox {
                 let p = tty::Pty::from_master(master);
                 p.copy_window_size();
                 raw = tty::RawMode::enter();
-                readers.extend(p.pump(io.stdin)?);
+                // Captured (a detached container): the terminal's output is its stdout.
+                match std::mem::replace(&mut output, Output::Inherit) {
+                    Output::Capture(mut sink) => readers.extend(p.pump_to(
+                        io.stdin,
+                        Box::new(move |b| {
+                            sink(Stream::Stdout, b);
+                            true
+                        }),
+                    )?),
+                    Output::Inherit => readers.extend(p.pump(io.stdin)?),
+                }
                 pty = Some(p);
             }
         }
-        if let Output::Capture(sink) = io.output {
+        if let Output::Capture(sink) = output {
             let sink = Arc::new(Mutex::new(sink));
             for (stream, r) in [
                 (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
