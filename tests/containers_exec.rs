@@ -66,6 +66,8 @@ fn exec_sees_the_containers_filesystem_pid_namespace_and_hostname() {
             "box",
             "-e",
             "FROM_RUN=1",
+            "--memory",
+            "64m",
             "busybox:latest",
             "sh",
             "-c",
@@ -87,6 +89,17 @@ fn exec_sees_the_containers_filesystem_pid_namespace_and_hostname() {
     let o = e.rb(&["exec", "-d", "ex1", "sh", "-c", "echo later > /tmp/d"]);
     assert!(o.status.success() && o.stdout.is_empty(), "{:?}", text(&o));
     wait_for_file(&e, "ex1", "/tmp/d", "later\n");
+
+    // It runs in the container's cgroups (pid 1's), limits included.
+    let out = ok(&e, &["exec", "ex1", "sh", "-c", "cat /proc/1/cgroup; echo ==; cat /proc/self/cgroup"]);
+    let (one, me) = out.split_once("==\n").unwrap();
+    assert_eq!(one, me, "the exec'd process is in pid 1's cgroups");
+
+    ok(&e, &["pause", "ex1"]);
+    let o = e.rb(&["exec", "ex1", "true"]);
+    assert!(text(&o).1.contains("is paused, unpause the container before exec"), "{:?}", text(&o));
+    ok(&e, &["unpause", "ex1"]);
+    assert_eq!(ok(&e, &["exec", "ex1", "cat", "/made"]), "hi\n");
 
     ok(&e, &["kill", "ex1"]);
     ok(&e, &["wait", "ex1"]);
@@ -221,7 +234,13 @@ fn commit_gives_an_image_whose_run_shows_the_change() {
     ok(&e, &["run", "-d", "--name", "cm2", "busybox:latest", "sh", "-c", "echo live > /live; exec sleep 1000"]);
     wait_for_file(&e, "cm2", "/live", "live\n");
     ok(&e, &["commit", "cm2", "committed:2"]);
-    assert_eq!(ok(&e, &["exec", "cm2", "cat", "/live"]), "live\n", "still running");
+    assert_eq!(ok(&e, &["exec", "cm2", "cat", "/live"]), "live\n", "running again after the commit");
+    // Already paused: it stays paused.
+    ok(&e, &["pause", "cm2"]);
+    ok(&e, &["commit", "cm2", "committed:3"]);
+    let o = e.rb(&["exec", "cm2", "true"]);
+    assert!(text(&o).1.contains("is paused"), "still paused after the commit: {:?}", text(&o));
+    ok(&e, &["unpause", "cm2"]);
     let o = e.rb(&["run", "--rm", "committed:2", "cat", "/live"]);
     assert_eq!(text(&o).0, "live\n", "{:?}", text(&o));
 }

@@ -5,8 +5,7 @@
 
 use rbuild_runtime::container::Status;
 use rbuild_runtime::container::commit::{CommitOptions, commit};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 /// Flags of `rbuild commit`.
 #[derive(clap::Args, Debug)]
@@ -58,53 +57,25 @@ fn container_config(
     cfg
 }
 
-/// A frozen cgroup, thawed when dropped.
-struct Frozen(Vec<(PathBuf, &'static str, &'static str)>);
+/// A container frozen for the commit (its cgroup freezer), thawed when dropped.
+struct Frozen(rbuild_runtime::cgroup::Cgroup);
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        for (file, _, thawed) in &self.0 {
-            let _ = std::fs::write(file, thawed);
+        if let Err(e) = self.0.thaw() {
+            eprintln!("error: unpausing the container after the commit: {e}");
         }
     }
 }
 
-/// Freeze the container's cgroup (v1 `freezer.state`, v2 `cgroup.freeze`) and wait until
-/// it is frozen; `None` when it has no freezer (then it is read running).
+/// Freeze the container's cgroup and wait until it is frozen; `None` when it has no
+/// freezer (then it is read running).
 fn freeze(cgroups: &[PathBuf]) -> anyhow::Result<Option<Frozen>> {
-    let mut frozen = Frozen(Vec::new());
-    for dir in cgroups {
-        let (file, on, off) = if dir.join("freezer.state").exists() {
-            (dir.join("freezer.state"), "FROZEN", "THAWED")
-        } else if dir.join("cgroup.freeze").exists() {
-            (dir.join("cgroup.freeze"), "1", "0")
-        } else {
-            continue;
-        };
-        std::fs::write(&file, on).map_err(|e| anyhow::anyhow!("pausing: {}: {e}", file.display()))?;
-        frozen.0.push((file, on, off));
-    }
-    if frozen.0.is_empty() {
+    let Some(cg) = rbuild_runtime::cgroup::Cgroup::open(cgroups).filter(|c| c.frozen() == Some(false)) else {
         return Ok(None);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for (file, on, _) in &frozen.0 {
-        let done = |f: &Path| {
-            if f.ends_with("freezer.state") {
-                std::fs::read_to_string(f).is_ok_and(|s| s.trim() == *on)
-            } else {
-                let events = f.with_file_name("cgroup.events");
-                std::fs::read_to_string(events).is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
-            }
-        };
-        while !done(file) {
-            if Instant::now() > deadline {
-                anyhow::bail!("pausing: {} did not freeze in 10 s", file.display());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    Ok(Some(frozen))
+    };
+    cg.freeze().map_err(|e| anyhow::anyhow!("pausing the container: {e}"))?;
+    Ok(Some(Frozen(cg)))
 }
 
 /// Run `rbuild commit`.
