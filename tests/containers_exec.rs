@@ -310,3 +310,24 @@ fn exec_cp_diff_and_commit_rootless() {
     let id = rb(&["commit", "rl1", "rl:committed"]);
     assert!(id.starts_with("sha256:"), "{id}");
 }
+
+#[test]
+fn exec_with_stdin_and_a_terminal() {
+    require_root();
+    assert!(std::path::Path::new("/usr/bin/script").exists(), "needs script(1) (apt-get install bsdutils)");
+    let e = Env::new();
+    let _c = Cleanup(&e, vec!["tt1"]);
+    ok(&e, &["run", "-d", "--name", "tt1", "busybox:latest", "sh", "-c", "echo up > /up; exec sleep 1000"]);
+    wait_for_file(&e, "tt1", "/up", "up\n");
+    let o = e.rb_in(&["exec", "-i", "tt1", "sh"], Some(b"echo from-stdin; exit 4\n"));
+    assert_eq!((o.status.code(), text(&o).0.as_str()), (Some(4), "from-stdin\n"), "{:?}", text(&o));
+    // -t: a terminal from the container's own devpts (script(1) gives us one to start from).
+    let line = format!("{} --root {} exec -it tt1 sh -c 'tty; echo $TERM; exit 3'", common::RBUILD, e.root().display());
+    let o = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "/dev/pts/0\r\nxterm\r\n");
+}
