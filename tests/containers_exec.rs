@@ -83,7 +83,7 @@ fn exec_sees_the_containers_filesystem_pid_namespace_and_hostname() {
     let out = ok(&e, &["exec", "-e", "A=b", "-u", "1000", "-w", "/tmp", "ex1", "sh", "-c", "echo $A; id -u; pwd"]);
     assert_eq!(out, "b\n1000\n/tmp\n");
     let o = e.rb(&["exec", "ex1", "no-such-command"]);
-    assert_eq!(o.status.code(), Some(127));
+    assert_eq!(o.status.code(), Some(126), "docker's code when the command cannot be started");
     assert!(text(&o).1.contains("executable file not found"), "{:?}", text(&o));
 
     let o = e.rb(&["exec", "-d", "ex1", "sh", "-c", "echo later > /tmp/d"]);
@@ -323,11 +323,18 @@ fn exec_with_stdin_and_a_terminal() {
     assert_eq!((o.status.code(), text(&o).0.as_str()), (Some(4), "from-stdin\n"), "{:?}", text(&o));
     // -t: a terminal from the container's own devpts (script(1) gives us one to start from).
     let line = format!("{} --root {} exec -it tt1 sh -c 'tty; echo $TERM; exit 3'", common::RBUILD, e.root().display());
-    let o = std::process::Command::new("script")
+    // script's stdin stays open and silent (at EOF it would type into the terminal).
+    let mut child = std::process::Command::new("script")
         .args(["-qec", &line, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{:?}", text(&o));
-    assert_eq!(text(&o).0, "/dev/pts/0\r\nxterm\r\n");
+    let stdin = child.stdin.take();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(status.code(), Some(3), "{out:?}");
+    assert_eq!(out, "/dev/pts/0\r\nxterm\r\n");
 }

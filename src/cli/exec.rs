@@ -141,12 +141,16 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     let sandbox = Sandbox::new(&g.root)?;
     let io = RunIo::inherit(args.interactive && !args.detach, args.tty && !args.detach);
     let out = rbuild_runtime::container::exec::exec(&sandbox, pid1, &side, &opts, io)?;
-    if args.detach {
-        if let Some(e) = out.exec_error {
-            anyhow::bail!("{e}");
+    match out.exec_error {
+        // docker's exit code when the runtime could not start the command (not found, not
+        // executable); the init has said why on stderr, unless detached.
+        Some(e) if args.detach => {
+            eprintln!("rbuild: {e}");
+            Ok(126)
         }
+        Some(_) => Ok(126),
+        None => Ok(out.code),
     }
-    Ok(out.code)
 }
 
 #[cfg(test)]
