@@ -206,6 +206,13 @@ fn cp_in_and_out_of_a_running_container_stays_inside_it() {
     fs::copy_out(&c.sb, &t, "/tmp/pw", &h.join("pw")).unwrap();
     assert_eq!(std::fs::read_link(h.join("pw")).unwrap(), Path::new("/etc/passwd"));
 
+    // The whole root of a running container: /proc, /sys and /dev as mount points only.
+    let mut tar = Vec::new();
+    fs::tar_out(&c.sb, &t, "/", &mut tar).unwrap();
+    let names = tar_names(&tar);
+    assert!(names.iter().any(|n| n == "data/sub/f") && names.iter().any(|n| n == "proc"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("proc/") || n.starts_with("dev/")), "{names:?}");
+
     // In: a file, a directory, and through a symlink that points at /etc.
     std::fs::write(h.join("in.txt"), "in\n").unwrap();
     fs::copy_in(&c.sb, &t, &h.join("in.txt"), "/tmp/", CopyInOptions::default()).unwrap();

@@ -114,6 +114,10 @@ pub fn copy_dir_of(dest: &str, kind: PathKind) -> String {
 
 /// Run the join mode; returns the init's exit code.
 pub(crate) fn main(spec: &InitSpec, j: &JoinSpec) -> i32 {
+    // Inside the container's pid namespace its processes can see ours: no ptrace, no
+    // /proc/PID/{exe,fd,mem} for them (runc's precaution). exec(2) of the command resets it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let root = match enter(spec, j) {
         Ok(r) => r,
         Err(e) => {
@@ -431,7 +435,29 @@ fn tar_out(root: &Path, path: &str, name: &str, dest_is_file: bool) -> Result<()
             meta: MetaOverride::default(),
         }));
     }
-    if m.is_dir() {
+    if m.is_dir() && p == root {
+        // The whole root: the kernel's filesystems of a running container (/proc, /sys,
+        // /dev) are not its files; their mount points are copied, not what is mounted there.
+        let mut top: Vec<_> = std::fs::read_dir(p).map_err(Error::io(p))?.flatten().collect();
+        top.sort_by_key(|e| e.file_name());
+        for e in top {
+            let file = e.file_name();
+            let Some(fname) = file.to_str() else {
+                return Err(Error::Copy(format!("/{}: file name is not UTF-8", file.to_string_lossy())));
+            };
+            let rel = if name.is_empty() { fname.to_string() } else { format!("{name}/{fname}") };
+            let child = e.path();
+            changes.push(Change::Add(AddEntry {
+                path: rel.clone(),
+                source: child.clone(),
+                meta: MetaOverride::default(),
+            }));
+            let dir = std::fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if dir && !["proc", "sys", "dev"].contains(&fname) {
+                changes.extend(changes_from_dir(&child, &rel, &MetaOverride::default())?);
+            }
+        }
+    } else if m.is_dir() {
         changes.extend(changes_from_dir(p, name, &MetaOverride::default())?);
     }
     // SAFETY: fd 1 is the pipe the parent reads; ours alone.
