@@ -65,6 +65,10 @@ pub enum Error {
     /// No container has this ID, name or ID prefix.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// A path in a container that cannot be copied, read or written (`cp`, `export`,
+    /// `diff`, `commit`), with the path.
+    #[error("{0}")]
+    Copy(String),
     /// A volume that is missing, in use or badly named.
     #[error("volume {name}: {reason}")]
     Volume {

@@ -6,12 +6,17 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod check;
+pub mod commit;
 pub mod completion;
 pub mod container;
 pub mod copy;
+pub mod cp;
 pub mod create;
+pub mod diff;
 #[cfg(test)]
 mod docs_check;
+pub mod exec;
+pub mod export;
 pub mod global;
 pub mod images;
 pub mod import;
@@ -126,6 +131,16 @@ pub enum Command {
     Update(update::Args),
     /// Manage containers (`container ls`, `container prune`, ... as docker spells them).
     Container(container::Args),
+    /// Run a command in a running container.
+    Exec(exec::Args),
+    /// Copy files between a container and the host.
+    Cp(cp::Args),
+    /// Show what a container changed in its filesystem.
+    Diff(diff::Args),
+    /// Make an image from a container's changes.
+    Commit(commit::Args),
+    /// Write a container's filesystem as a tar.
+    Export(export::Args),
     /// Manage volumes: create, ls, inspect, rm, prune.
     Volume(volume::Args),
     /// Print a shell completion script (bash, zsh or fish).
@@ -249,6 +264,11 @@ pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i
         Command::Logs(a) => logs::run(a, g),
         Command::Rename(a) => rename::run(a, g),
         Command::Top(a) => top::run(a, g),
+        Command::Exec(a) => exec::run(a, g),
+        Command::Cp(a) => cp::run(a, g),
+        Command::Diff(a) => diff::run(a, g),
+        Command::Commit(a) => commit::run(a, g),
+        Command::Export(a) => export::run(a, g),
         Command::Volume(a) => volume::run(a, g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),

@@ -7,10 +7,15 @@
 //! `container-<id>`) and its log (docker's json-file format). There is no daemon: every
 //! command reads and changes the record; a monitor owns a detached container's init.
 
+pub mod commit;
 pub mod config;
+pub mod exec;
 pub mod format;
+pub mod fs;
 pub mod inspect;
+pub mod log;
 pub mod logread;
+pub mod monitor;
 pub mod mounts;
 pub mod state;
 pub mod store;
@@ -19,8 +24,6 @@ pub use config::{Config, RestartPolicy, SecurityConfig, parse_signal};
 pub use mounts::{ResolvedMount, Volume, VolumesFrom};
 pub use state::{State, Status, now_rfc3339, process_start_time};
 pub use store::{Container, Containers, Locked, new_id, valid_name};
-pub mod log;
-pub mod monitor;
 
 use crate::cgroup::Limits;
 use crate::error::{Error, Result};

@@ -24,6 +24,7 @@ pub mod syscalls;
 pub mod tty;
 
 pub use idmap::{IdMap, IdRange};
+pub use init::join::{ExecSpec, JoinTarget, PathKind, copy_dir_of, process_running};
 pub use spec::{
     BindSource, CacheSharing, DEFAULT_PATH, Device, MountSpec, Network, RunOutcome, RunSpec, Seccomp, SecretSource,
     Security,
@@ -670,6 +671,7 @@ impl Sandbox {
             unmasked: false,
             devices: Vec::new(),
             nodev: false,
+            join: None,
             rlimits: Vec::new(),
         }
     }

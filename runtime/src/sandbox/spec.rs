@@ -317,6 +317,9 @@ pub(crate) struct InitSpec {
     /// Mount the root filesystem nodev (no device cgroup confines this run).
     #[serde(default)]
     pub nodev: bool,
+    /// Join mode: enter a running container (or a stopped one's rootfs) and exec or copy.
+    #[serde(default)]
+    pub join: Option<crate::sandbox::init::join::JoinSpec>,
     /// `--ulimit`s: (RLIMIT_*, soft, hard), set right before exec.
     #[serde(default)]
     pub rlimits: Vec<(u32, u64, u64)>,

@@ -602,6 +602,7 @@ mod tests {
             unmasked: false,
             devices: vec![],
             nodev: false,
+            join: None,
             rlimits: Vec::new(),
         }
     }
