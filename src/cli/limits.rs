@@ -33,6 +33,18 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
+    /// No limit flag given?
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none()
+            && self.memory_swap.is_none()
+            && self.memory_reservation.is_none()
+            && self.cpus.is_none()
+            && self.cpu_shares.is_none()
+            && self.cpuset_cpus.is_none()
+            && self.pids_limit.is_none()
+            && self.ulimit.is_empty()
+    }
+
     /// The limits these flags ask for (`run`, `create`), checked by docker's rules.
     pub fn limits(&self) -> anyhow::Result<Limits> {
         let mut l = Limits::default();

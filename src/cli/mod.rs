@@ -23,6 +23,7 @@ pub mod login;
 pub mod logout;
 pub mod logs;
 pub mod man;
+pub mod pause;
 pub mod prune;
 pub mod ps;
 pub mod pull;
@@ -34,9 +35,12 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod tag;
 pub mod top;
+pub mod unpause;
+pub mod update;
 pub mod volume;
 pub mod wait;
 
@@ -112,6 +116,14 @@ pub enum Command {
     Rm(rm::Args),
     /// Wait for containers to stop and print their exit codes.
     Wait(wait::Args),
+    /// Freeze every process of running containers.
+    Pause(pause::Args),
+    /// Thaw paused containers.
+    Unpause(unpause::Args),
+    /// Show containers' CPU, memory and pids use, from their cgroups.
+    Stats(stats::Args),
+    /// Change containers' resource limits (and restart policy).
+    Update(update::Args),
     /// Manage containers (`container ls`, `container prune`, ... as docker spells them).
     Container(container::Args),
     /// Manage volumes: create, ls, inspect, rm, prune.
@@ -228,6 +240,10 @@ pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i
         Command::Kill(a) => kill::run(a, g),
         Command::Rm(a) => rm::run(a, g),
         Command::Wait(a) => wait::run(a, g),
+        Command::Pause(a) => pause::run(a, g),
+        Command::Unpause(a) => unpause::run(a, g),
+        Command::Stats(a) => stats::run(a, g),
+        Command::Update(a) => update::run(a, g),
         Command::Container(a) => container::run(a, g),
         Command::Ps(a) => ps::run(a, g),
         Command::Logs(a) => logs::run(a, g),

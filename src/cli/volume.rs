@@ -335,7 +335,7 @@ fn ls(vols: &Volumes, a: LsArgs) -> anyhow::Result<i32> {
     let users = if dangling.is_some() { vols.users()? } else { BTreeMap::new() };
     let keep = |v: &VolumeInfo| {
         f.get("name").is_none_or(|ns| ns.iter().any(|n| v.name.contains(n.as_str())))
-            && f.get("driver").is_none_or(|ds| ds.iter().any(|d| *d == v.driver))
+            && f.get("driver").is_none_or(|ds| ds.contains(&v.driver))
             && f.get("label").is_none_or(|ls| ls.iter().all(|l| label_matches(v, l)))
             && dangling.as_ref().is_none_or(|ds| ds.iter().any(|d| *d != users.contains_key(&v.name)))
     };

@@ -300,7 +300,12 @@ impl Cgroup {
             None => None,
         };
         for ctrl in missing {
-            if !reasons.iter().any(|r| r.starts_with(ctrl)) {
+            if ctrl == "swap" {
+                reasons.push(
+                    "swap: no swap accounting here (memory.memsw.* / memory.swap.max), memory limited without swap"
+                        .into(),
+                );
+            } else if !reasons.iter().any(|r| r.starts_with(ctrl)) {
                 reasons.push(format!("{ctrl}: the controller is not available"));
             }
         }
@@ -353,13 +358,34 @@ impl Cgroup {
         self.m.procs_files()
     }
 
-    /// Change the limits of a running container (`rbuild update`): the fields set in
-    /// `limits` are written, the rest left alone. Returns a warning for limits no
-    /// controller here enforces.
+    /// Change the limits of a running container (`rbuild update`, with the whole new
+    /// set): the fields set in `limits` are written, no pids limit is `max`, the rest is
+    /// left alone. Returns a warning for limits no controller here enforces.
     pub fn update(&self, limits: &Limits) -> Result<Option<String>> {
         let mut missing = Vec::new();
         self.m.apply(limits, &mut missing)?;
+        if limits.pids_limit.is_none() {
+            // `--pids-limit -1`: back to unlimited.
+            for d in self.m.dirs().iter().filter(|d| d.join("pids.max").exists()) {
+                set(d, "pids.max", "max", "--pids-limit")?;
+            }
+        }
         Ok((!missing.is_empty()).then(|| format!("no {} controller: those limits are not applied", missing.join(", "))))
+    }
+
+    /// Set (RLIMIT_*, soft, hard) limits on every process in it (prlimit): `update
+    /// --ulimit` of a running container. Processes that refuse (a hard limit raised
+    /// without the right) keep theirs.
+    pub fn set_rlimits(&self, rlimits: &[(u32, u64, u64)]) {
+        for pid in self.m.procs() {
+            for &(res, soft, hard) in rlimits {
+                let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                // SAFETY: prlimit on a pid of this cgroup with a valid struct.
+                if unsafe { libc::prlimit(pid, res as _, &lim, std::ptr::null_mut()) } != 0 {
+                    tracing::debug!("prlimit {pid} {res}: {}", std::io::Error::last_os_error());
+                }
+            }
+        }
     }
 
     /// Freeze every process (`pause`).

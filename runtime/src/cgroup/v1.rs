@@ -130,6 +130,7 @@ impl Manager for V1 {
     }
 
     fn apply(&self, l: &Limits, missing: &mut Vec<&'static str>) -> Result<()> {
+        let mut no_swap = false;
         let mut need = |ctrl: &'static str, on: bool| -> Option<&Path> {
             if !on {
                 return None;
@@ -143,6 +144,7 @@ impl Manager for V1 {
         if let Some(d) = need("memory", l.memory.is_some() || l.memory_swap.is_some() || l.memory_reservation.is_some())
         {
             self.memory(d, l)?;
+            no_swap = l.memory_swap.is_some_and(|s| s >= 0) && !d.join("memory.memsw.limit_in_bytes").exists();
         }
         if let Some(d) = need("cpu", l.nano_cpus.is_some() || l.cpu_shares.is_some()) {
             if let Some(n) = l.nano_cpus {
@@ -165,6 +167,9 @@ impl Manager for V1 {
         }
         if let Some(d) = need("pids", l.pids_limit.is_some()) {
             set(d, "pids.max", &l.pids_limit.unwrap_or_default().to_string(), "--pids-limit")?;
+        }
+        if no_swap {
+            missing.push("swap");
         }
         Ok(())
     }

@@ -74,6 +74,7 @@ impl Manager for V2 {
 
     fn apply(&self, l: &Limits, missing: &mut Vec<&'static str>) -> Result<()> {
         let d = &self.dir;
+        let mut no_swap = false;
         let mut need = |ctrl: &'static str, file: &str, on: bool| -> bool {
             if !on {
                 return false;
@@ -87,6 +88,7 @@ impl Manager for V2 {
         if need("memory", "memory.max", l.memory.is_some() || l.memory_reservation.is_some()) {
             if let Some(m) = l.memory {
                 set(d, "memory.max", &m.to_string(), "--memory")?;
+                no_swap = l.memory_swap.is_some_and(|s| s >= 0) && !self.has("memory.swap.max");
                 if let Some(s) = l.effective_swap() {
                     if self.has("memory.swap.max") {
                         let v = if s < 0 { "max".to_string() } else { (s as u64).saturating_sub(m).to_string() };
@@ -118,6 +120,9 @@ impl Manager for V2 {
         }
         if need("pids", "pids.max", l.pids_limit.is_some()) {
             set(d, "pids.max", &l.pids_limit.unwrap_or_default().to_string(), "--pids-limit")?;
+        }
+        if no_swap {
+            missing.push("swap");
         }
         Ok(())
     }

@@ -91,6 +91,13 @@ fn monitor(root: &Path, c: &Container, ready: &Ready) -> Result<()> {
     let sandbox = Sandbox::new(root)?;
     let sn = snapshot::open(root, crate::sandbox::store_trees(root))?;
     let log = Arc::new(Mutex::new(LogWriter::open(&c.log_path())?));
+    if cfg.open_stdin {
+        // `-i` detached: a stdin that stays open (and empty) for the container's life, so
+        // `run -dit IMAGE sh` keeps its shell.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(crate::Error::sys("pipe"))?;
+        nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&r), 0).map_err(crate::Error::sys("dup2"))?;
+        std::mem::forget(w);
+    }
     let mut restarts_in_row: u32 = 0;
     loop {
         let spec = run_spec(root, sn.as_ref(), &cfg)?;
@@ -98,6 +105,9 @@ fn monitor(root: &Path, c: &Container, ready: &Ready) -> Result<()> {
         let mut io = RunIo::capture(move |s, b| {
             let _ = sink_log.lock().unwrap().write(s, b);
         });
+        // `-t`: a terminal whose output is the log's stdout.
+        io.tty = cfg.tty;
+        io.stdin = cfg.open_stdin;
         let record = super::record_pids(c);
         let r2 = ready.clone();
         io.on_start = Some(Box::new(move |s| {

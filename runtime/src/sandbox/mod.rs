@@ -360,6 +360,20 @@ impl Sandbox {
                 MountSpec::Tmpfs { target, size } => {
                     out.push(InitMount::Tmpfs { target: target.clone(), size: *size, mode: 0o1777 })
                 }
+                MountSpec::Volume { source, target, readonly, seed } => {
+                    if !source.is_dir() {
+                        return Err(Error::Spec(format!(
+                            "volume directory {} (for {target}) not found",
+                            source.display()
+                        )));
+                    }
+                    out.push(InitMount::Volume {
+                        source: source.clone(),
+                        target: target.clone(),
+                        readonly: *readonly,
+                        seed: *seed,
+                    });
+                }
                 MountSpec::Secret { id, target, uid, gid, mode, required } => {
                     let content = match spec.secrets.get(id) {
                         Some(SecretSource::Bytes(b)) => b.clone(),
@@ -960,7 +974,14 @@ impl Executor for Sandbox {
         // namespace died with it), so clear it.
         for m in spec.rootfs.iter().filter(|m| m.fstype == "overlay" && m.options.iter().any(|o| o == "volatile")) {
             if let Some(w) = m.options.iter().find_map(|o| o.strip_prefix("workdir=")) {
-                let _ = crate::util::remove_tree(&Path::new(w).join("work/incompat"));
+                // overlayfs leaves `work` mode 000: rootless, nothing under it can be seen
+                // until it is opened up again.
+                let work = Path::new(w).join("work");
+                let incompat = work.join("incompat");
+                if incompat.symlink_metadata().is_err() {
+                    let _ = std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+                }
+                let _ = crate::util::remove_tree(&incompat);
             }
         }
         let scratch = self.scratch()?;
@@ -988,6 +1009,7 @@ impl Sandbox {
         let join = cgroup.as_ref().map(|c| c.procs_files()).transpose()?.unwrap_or_default();
         let join_fds: Vec<i32> = join.iter().map(|f| f.as_raw_fd()).collect();
 
+        let mut output = io.output;
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::new(Mutex::new(VecDeque::new()));
         let mut readers = Vec::new();
         let mut pty = None;
@@ -999,7 +1021,7 @@ impl Sandbox {
             [Stdio::null(), Stdio::inherit(), Stdio::inherit()]
         } else {
             let stdin = if io.stdin { Stdio::inherit() } else { Stdio::null() };
-            match &io.output {
+            match &output {
                 Output::Inherit => [stdin, Stdio::inherit(), Stdio::inherit()],
                 Output::Capture(_) => [stdin, Stdio::piped(), Stdio::piped()],
             }
@@ -1018,11 +1040,21 @@ impl Sandbox {
                 let p = tty::Pty::from_master(master);
                 p.copy_window_size();
                 raw = tty::RawMode::enter();
-                readers.extend(p.pump(io.stdin)?);
+                // Captured (a detached container): the terminal's output is its stdout.
+                match std::mem::replace(&mut output, Output::Inherit) {
+                    Output::Capture(mut sink) => readers.extend(p.pump_to(
+                        io.stdin,
+                        Box::new(move |b| {
+                            sink(Stream::Stdout, b);
+                            true
+                        }),
+                    )?),
+                    Output::Inherit => readers.extend(p.pump(io.stdin)?),
+                }
                 pty = Some(p);
             }
         }
-        if let Output::Capture(sink) = io.output {
+        if let Output::Capture(sink) = output {
             let sink = Arc::new(Mutex::new(sink));
             for (stream, r) in [
                 (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),

@@ -112,17 +112,29 @@ impl Pty {
     /// Start pumping: pty -> stdout (joined at the end) and, with `stdin`, stdin -> pty
     /// (detached: it blocks on the caller's terminal).
     pub fn pump(&self, stdin: bool) -> Result<Vec<std::thread::JoinHandle<()>>> {
-        let out = self.master.try_clone().map_err(Error::io("pty"))?;
+        let mut so = std::io::stdout();
+        self.pump_to(
+            stdin,
+            Box::new(move |b| {
+                let ok = so.write_all(b).is_ok();
+                let _ = so.flush();
+                ok
+            }),
+        )
+    }
+
+    /// [`Pty::pump`], the output going to `out` (which returns false to stop) instead of
+    /// stdout: a detached container's log.
+    pub fn pump_to(&self, stdin: bool, mut out: PtyOut) -> Result<Vec<std::thread::JoinHandle<()>>> {
+        let master = self.master.try_clone().map_err(Error::io("pty"))?;
         let h = std::thread::spawn(move || {
-            let mut r = std::fs::File::from(out);
+            let mut r = std::fs::File::from(master);
             let mut buf = [0u8; 16 * 1024];
-            let mut so = std::io::stdout();
             // EIO once every slave is closed: the command is gone.
             while let Ok(n) = r.read(&mut buf) {
-                if n == 0 || so.write_all(&buf[..n]).is_err() {
+                if n == 0 || !out(&buf[..n]) {
                     break;
                 }
-                let _ = so.flush();
             }
         });
         if stdin {
@@ -146,6 +158,9 @@ impl Pty {
         Ok(vec![h])
     }
 }
+
+/// Where [`Pty::pump_to`] sends the terminal's output; false stops it.
+pub type PtyOut = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
 /// The caller's terminal in raw mode, restored when dropped.
 pub struct RawMode(nix::sys::termios::Termios);
