@@ -543,6 +543,14 @@ fn a_detached_container_is_listed_logged_inspected_and_followed_until_it_stops()
     assert!(top.lines().any(|l| l.split_whitespace().nth(1) == Some(&pid.to_string())), "{top}");
     assert!(top.contains("sh -c printf 12345"), "{top}");
 
+    // Paused: still "Up", with docker's (Paused).
+    ok(&e, &["pause", "web"]);
+    let out = ok(&e, &["ps", "--format", "{{.State}}|{{.Status}}"]);
+    assert!(out.starts_with("paused|Up ") && out.trim_end().ends_with(" (Paused)"), "{out}");
+    assert_eq!(ok(&e, &["inspect", "-f", "{{.State.Paused}} {{.State.Running}}", "web"]), "true true\n");
+    ok(&e, &["unpause", "web"]);
+    assert_eq!(ok(&e, &["ps", "--format", "{{.State}}"]), "running\n");
+
     // logs -f follows and ends when the container stops.
     let mut follow = Kill(
         Command::new(common::RBUILD)
