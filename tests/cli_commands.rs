@@ -15,7 +15,7 @@ fn rb_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 fn unknown_words_are_unknown_commands_not_contexts() {
     let e = Env::bare();
     let dir = e.dir.path();
-    for (word, hint) in [("ps", "see 'rbuild --help'"), ("imags", "did you mean images?")] {
+    for (word, hint) in [("xyz", "see 'rbuild --help'"), ("imags", "did you mean images?")] {
         let o = rb_in(dir, &[word]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
@@ -23,11 +23,11 @@ fn unknown_words_are_unknown_commands_not_contexts() {
         assert!(!err.contains("Dockerfile"), "not read as a context: {err}");
     }
     // An existing directory still means build (and so does a flag first).
-    std::fs::create_dir_all(dir.join("ps")).unwrap();
-    std::fs::write(dir.join("ps/Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
-    let o = rb_in(dir, &["--progress", "plain", "-t", "fromps", "ps"]);
+    std::fs::create_dir_all(dir.join("xyz")).unwrap();
+    std::fs::write(dir.join("xyz/Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let o = rb_in(dir, &["--progress", "plain", "-t", "fromxyz", "xyz"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = rb_in(dir, &["ps", "--progress", "plain"]);
+    let o = rb_in(dir, &["xyz", "--progress", "plain"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 

@@ -4,6 +4,8 @@
 //! name). Needs root (CI runs as root) and busybox-static.
 
 mod common;
+#[path = "common/test_user.rs"]
+mod test_user;
 
 use common::*;
 use std::path::{Path, PathBuf};
@@ -101,8 +103,16 @@ fn pid_alive(pid: i64) -> bool {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        for id in self.records() {
-            let Ok(b) = std::fs::read(self.dir(&id).join("state.json")) else { continue };
+        kill_all(&self.e.root());
+    }
+}
+
+/// Kill every process the containers of the store at `root` have (test cleanup).
+fn kill_all(root: &Path) {
+    {
+        let Ok(rd) = std::fs::read_dir(root.join("containers")) else { return };
+        for id in rd.flatten().map(|e| e.path()) {
+            let Ok(b) = std::fs::read(id.join("state.json")) else { continue };
             let Ok(st) = serde_json::from_slice::<serde_json::Value>(&b) else { continue };
             for k in ["monitor_pid", "pid", "init_pid"] {
                 let pid = st[k].as_i64().unwrap_or(0);
@@ -444,4 +454,79 @@ fn run_dit_keeps_an_interactive_shell_with_a_terminal() {
     assert_eq!(s.state(&id)["status"], "running");
     assert_eq!(ok(e, &["kill", "shell"]), "shell\n");
     assert_eq!(s.state(&id)["exit_code"], 137);
+}
+
+/// Kills the containers of a rootless store when the test ends.
+struct KillAll(PathBuf);
+
+impl Drop for KillAll {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}
+
+#[test]
+fn rootless_run_detached_stop_start_rm() {
+    // SAFETY: geteuid has no failure mode.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root to set up its unprivileged user");
+    let (user, gid) = test_user::ensure();
+    let d = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = Env { dir: d };
+    let tar = e.busybox_tar();
+    let root = e.root();
+    std::fs::create_dir_all(&root).unwrap();
+    for p in [&root, &tar] {
+        std::os::unix::fs::chown(p, Some(test_user::UID), Some(gid)).unwrap();
+    }
+    let _guard = KillAll(root.clone());
+    let home = e.dir.path().to_path_buf();
+    let rb = |args: &[&str]| -> Output {
+        std::process::Command::new("runuser")
+            .args(["-u", &user, "--", RBUILD, "--root"])
+            .arg(&root)
+            .args(args)
+            .env("HOME", &home)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let o = rb(args);
+        assert_eq!(o.status.code(), Some(0), "rootless rbuild {args:?}: {:?}", text(&o));
+        text(&o).0
+    };
+    ok(&["import", "--change", "CMD [\"sh\"]", tar.to_str().unwrap(), "bb"]);
+    let id = ok(&["run", "-d", "--name", "rl", "bb", "sh", "-c", SERVER]).trim().to_string();
+    let s = Store { e };
+    s.until_log(&id, "first\n");
+    assert_eq!(ok(&["stop", "-t", "5", "rl"]), "rl\n");
+    assert_eq!(s.state(&id)["exit_code"], 3);
+    // Started again on the same writable layer (its overlay was mounted volatile before).
+    assert_eq!(ok(&["start", "rl"]), "rl\n");
+    s.until_log(&id, "again\n");
+    assert_eq!(ok(&["rm", "-f", "rl"]), "rl\n");
+    assert!(gone(&s.dir(&id)));
+}
+
+#[test]
+fn a_paused_container_stops_and_goes_with_rm_force() {
+    let s = Store::new();
+    let e = &s.e;
+    let id = ok(e, &["run", "-d", "busybox", "sh", "-c", SERVER]).trim().to_string();
+    s.until_log(&id, "first\n");
+    ok(e, &["pause", &id]);
+    assert_eq!(s.state(&id)["status"], "paused");
+    // The stop signal reaches it once thawed: the trap's exit code, not SIGKILL's.
+    ok(e, &["stop", "-t", "10", &id]);
+    let st = s.state(&id);
+    assert_eq!((st["status"].as_str(), st["exit_code"].as_i64()), (Some("exited"), Some(3)), "{st}");
+    ok(e, &["start", &id]);
+    s.until_log(&id, "again\n");
+    ok(e, &["pause", &id]);
+    let pid = s.state(&id)["pid"].as_i64().unwrap();
+    ok(e, &["rm", "-f", &id]);
+    assert!(gone(&s.dir(&id)));
+    assert!(!pid_alive(pid));
 }

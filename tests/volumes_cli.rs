@@ -196,3 +196,98 @@ fn prune_takes_unused_anonymous_volumes_or_all_with_a() {
     assert!(out.contains("named1\n"), "{out}");
     assert_eq!(names(&e), vec!["named2"]);
 }
+
+#[test]
+fn volumes_in_use_are_kept_and_rm_v_takes_only_anonymous_ones() {
+    let e = Env::new();
+    import_seeded(&e);
+    let id = ok(&e, &["create", "--name", "user1", "-v", "data:/d", "-v", "/scratch", "seeded", "true"]);
+    let id = id.trim();
+    let vols = names(&e);
+    // data, the -v /scratch one and the image's /data one.
+    assert_eq!(vols.len(), 3, "{vols:?}");
+    let anon: Vec<String> = ok(&e, &["volume", "ls", "-q", "--filter", "label=com.docker.volume.anonymous"])
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(anon.len(), 2);
+    // In use (even by a container that never ran): refused, naming it; prune leaves it too.
+    let err = fails(&e, &["volume", "rm", "data"]);
+    assert!(err.contains("volume is in use") && err.contains(id), "{err}");
+    let err = fails(&e, &["volume", "rm", "-f", &anon[0]]);
+    assert!(err.contains("in use"), "{err}");
+    ok(&e, &["volume", "prune", "-a", "-f"]);
+    assert_eq!(names(&e).len(), 3);
+    assert_eq!(ok(&e, &["volume", "ls", "-q", "--filter", "dangling=true"]), "");
+    // The container runs with them, and the image's files are seeded into the /data one.
+    ok(&e, &["start", "-a", "user1"]);
+    let o = ok(&e, &["run", "--rm", "--volumes-from", "user1", "busybox", "sh", "-c", "cat /data/f; echo hi > /d/f"]);
+    assert_eq!(o, "from-image\n");
+    assert_eq!(std::fs::read_to_string(e.root().join("volumes/data/_data/f")).unwrap(), "hi\n");
+    let o = ok(
+        &e,
+        &["run", "--rm", "--volumes-from", "user1:ro", "busybox", "sh", "-c", "touch /d/x 2>/dev/null || echo ro"],
+    );
+    assert_eq!(o, "ro\n");
+    // rm without -v: every volume survives; now they are dangling.
+    ok(&e, &["rm", "user1"]);
+    assert_eq!(names(&e).len(), 3);
+    assert_eq!(ok(&e, &["volume", "ls", "-q", "--filter", "dangling=true"]).lines().count(), 3);
+    ok(&e, &["volume", "rm", &anon[0], &anon[1]]);
+    // rm -v: the anonymous ones go with the container, the named one stays.
+    ok(&e, &["create", "--name", "user2", "-v", "data:/d", "seeded", "true"]);
+    assert_eq!(names(&e).len(), 2);
+    ok(&e, &["rm", "-v", "user2"]);
+    assert_eq!(names(&e), vec!["data"]);
+    assert_eq!(ok(&e, &["volume", "rm", "data"]), "data\n");
+    assert!(names(&e).is_empty());
+}
+
+#[path = "common/test_user.rs"]
+mod test_user;
+
+#[test]
+fn rootless_volumes_are_used_and_removed_by_their_user() {
+    for tool in ["/usr/sbin/runuser", "/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        assert!(std::path::Path::new(tool).exists(), "{tool} is missing (apt-get install util-linux uidmap)");
+    }
+    let (user, _) = test_user::ensure();
+    let e = Env::bare();
+    std::fs::set_permissions(e.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    import_seeded(&e);
+    let tar = e.path("seeded.tar");
+    let root = e.path("rootless-store");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(test_user::UID), None).unwrap();
+    let rb = |args: &[&str]| -> Output {
+        Command::new("runuser")
+            .args(["-u", &user, "--"])
+            .arg(common::RBUILD)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env("HOME", e.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let o = rb(args);
+        assert!(o.status.success(), "rootless rbuild {args:?}: {:?}", text(&o));
+        text(&o).0
+    };
+    ok(&["import", "-c", r#"VOLUME ["/data"]"#, tar.to_str().unwrap(), "seeded"]);
+    // A file owned by a user of the container is a subordinate id on the host...
+    let out =
+        ok(&["run", "--rm", "-v", "vol:/v", "seeded", "sh", "-c", "cat /data/f; echo x > /v/f; chown 1000:1000 /v/f"]);
+    assert_eq!(out, "from-image\n");
+    // Seeded in the user namespace: the image's owner and mode are kept.
+    assert_eq!(ok(&["run", "--rm", "seeded", "stat", "-c", "%u:%g:%a", "/data"]), "1000:1000:750\n");
+    let m = std::fs::metadata(root.join("volumes/vol/_data/f")).unwrap();
+    assert_ne!(m.uid(), test_user::UID);
+    assert_eq!(ok(&["run", "--rm", "-v", "vol:/v", "seeded", "stat", "-c", "%u", "/v/f"]), "1000\n");
+    // ...and still the user removes it.
+    assert_eq!(ok(&["volume", "rm", "vol"]), "vol\n");
+    assert!(!root.join("volumes/vol").exists());
+    assert_eq!(ok(&["volume", "ls", "-q"]), "");
+}

@@ -4,7 +4,8 @@
 # /out (type, mode, path, link target or content hash: the format of each case's
 # `expected` file), and diff both against `expected`.
 #
-#   bench/fidelity/compare.sh                 every case
+#   bench/fidelity/compare.sh                 every copy-* case (the whole-tree format;
+#                                             ign-*/mnt-* have tests/build_mounts.rs's)
 #   bench/fidelity/compare.sh copy-exclude    one case
 #   RBUILD=/path/to/rbuild bench/fidelity/compare.sh
 #
@@ -71,7 +72,7 @@ prepare() {
     find "$work/ctx-$1" -type f -exec chmod 644 {} +
 }
 
-if [ $# -gt 0 ]; then cases=$*; else cases=$(cd "$cases_dir" && ls); fi
+if [ $# -gt 0 ]; then cases=$*; else cases=$(cd "$cases_dir" && ls -d copy-*); fi
 status=0
 for c in $cases; do
     [ -f "$cases_dir/$c/Dockerfile" ] || continue

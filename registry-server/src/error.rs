@@ -86,6 +86,9 @@ pub enum Error {
     /// Content that is not what it claims (digest mismatch, corrupt manifest).
     #[error(transparent)]
     Image(#[from] rbuild_image::Error),
+    /// The SIGINT/SIGTERM handlers could not be installed.
+    #[error("installing the SIGINT/SIGTERM handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// An I/O error as a short phrase (`no such file`, `address already in use`), without the

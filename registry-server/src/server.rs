@@ -275,33 +275,44 @@ impl Server {
     }
 }
 
-/// Wait for SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM, armed from the moment it is made: a signal that comes before the
+/// future is first polled is kept for it, not left to the default action (death).
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Install the handlers now (call it before saying the server listens).
+    pub fn arm() -> std::io::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignal { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Wait for the first of them.
+    pub async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
 /// Serve `config` until SIGINT/SIGTERM, then shut down gracefully.
 pub async fn serve(config: Config) -> Result<()> {
+    let signal = ShutdownSignal::arm().map_err(Error::Signals)?;
     let server = Server::start(config).await?;
-    shutdown_signal().await;
+    signal.wait().await;
     tracing::info!("shutting down: finishing requests in flight");
     server.shutdown().await;
     Ok(())

@@ -55,17 +55,7 @@ async fn read_only_refuses_writes() {
 #[tokio::test]
 async fn tls_from_cert_and_key_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let st = Command::new(common::which("openssl").expect("openssl is needed to make a test certificate"))
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (cert, key) = common::self_signed_cert(dir.path());
     let reg = TestRegistry::start_with(|c| {
         c.tls = Some(rbuild_registry_server::config::TlsConfig { cert: cert.clone(), key: key.clone() });
     })

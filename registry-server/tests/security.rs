@@ -299,8 +299,11 @@ impl Child {
     fn stop(mut self) -> Vec<String> {
         let st = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(st.success());
-        assert!(self.child.wait().unwrap().success());
-        self.lines.try_iter().collect()
+        let status = self.child.wait().unwrap();
+        // The reader thread ends at the child's EOF: every line is in by now.
+        let lines: Vec<String> = self.lines.iter().collect();
+        assert!(status.success(), "rbuild-registry ended with {status} after SIGTERM; it printed:\n{lines:#?}");
+        lines
     }
 }
 
@@ -309,6 +312,40 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// SIGTERM as soon as the listening line is out is a clean shutdown (exit 0): the handlers are
+/// in place before the registry says it listens (a TERM in between used to kill it with the
+/// default action: CI saw it once under load).
+#[test]
+fn sigterm_right_after_listening_is_a_clean_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..50 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild-registry"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--root"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut l = String::new();
+            assert!(err.read_line(&mut l).unwrap() > 0, "rbuild-registry ended before listening:\n{seen}");
+            seen.push_str(&l);
+            if l.contains("listening") {
+                break;
+            }
+        }
+        // At once, from this thread: no process to spawn first.
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "ended with {status} after SIGTERM:\n{seen}{rest}");
     }
 }
 
@@ -362,17 +399,7 @@ fn short_token_expiry_is_refused() {
 async fn stalled_tls_and_http2_connections_are_closed() {
     use tokio_rustls::rustls;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let st = Command::new(common::which("openssl").expect("openssl is needed to make a test certificate"))
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (cert, key) = common::self_signed_cert(dir.path());
     let reg = TestRegistry::start_with(|c| {
         c.tls = Some(rbuild_registry_server::config::TlsConfig { cert: cert.clone(), key: key.clone() });
         c.header_timeout = Duration::from_secs(1);

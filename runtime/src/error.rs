@@ -65,6 +65,10 @@ pub enum Error {
     /// No container has this ID, name or ID prefix.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// A path in a container that cannot be copied, read or written (`cp`, `export`,
+    /// `diff`, `commit`), with the path.
+    #[error("{0}")]
+    Copy(String),
     /// A volume that is missing, in use or badly named.
     #[error("volume {name}: {reason}")]
     Volume {
@@ -76,6 +80,24 @@ pub enum Error {
     /// A `-v`, `--mount` or `--volumes-from` that cannot be used.
     #[error("{0}")]
     Mount(String),
+    /// A `--format` template that does not parse or cannot be applied.
+    #[error("template {template:?}: {reason}")]
+    Template {
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A flag's value that does not parse (`--since`, `--tail`, `--filter`...).
+    #[error("invalid {flag} {value:?}: {reason}")]
+    BadValue {
+        /// The flag.
+        flag: String,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it, and what would do.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -517,6 +517,19 @@ mod tests {
     }
 
     #[test]
+    fn racing_creates_make_one_volume() {
+        let d = tempfile::tempdir().unwrap();
+        let made: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Volumes::open(d.path()).create(Some("same"), &CreateOptions::default()).unwrap().1))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+        });
+        assert_eq!(made, 1);
+        assert_eq!(Volumes::open(d.path()).list().unwrap().len(), 1);
+    }
+
+    #[test]
     fn driver_options() {
         let none = BTreeMap::new();
         assert_eq!(backing("v1", "/d".into(), &none).unwrap(), Backing::Data("/d".into()));

@@ -6,12 +6,17 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod check;
+pub mod commit;
 pub mod completion;
 pub mod container;
 pub mod copy;
+pub mod cp;
 pub mod create;
+pub mod diff;
 #[cfg(test)]
 mod docs_check;
+pub mod exec;
+pub mod export;
 pub mod global;
 pub mod images;
 pub mod import;
@@ -21,11 +26,14 @@ pub mod limits;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod logs;
 pub mod man;
 pub mod pause;
 pub mod prune;
+pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod restart;
 pub mod rm;
 pub mod rmi;
@@ -35,6 +43,7 @@ pub mod start;
 pub mod stats;
 pub mod stop;
 pub mod tag;
+pub mod top;
 pub mod unpause;
 pub mod update;
 pub mod volume;
@@ -90,6 +99,14 @@ pub enum Command {
     Logout(logout::Args),
     /// Run a command in a new container from an image.
     Run(run::Args),
+    /// List containers.
+    Ps(ps::Args),
+    /// Show what a container printed.
+    Logs(logs::Args),
+    /// Give a container another name.
+    Rename(rename::Args),
+    /// Show the processes running in a container.
+    Top(top::Args),
     /// Create a container from an image, without starting it.
     Create(create::Args),
     /// Start created or stopped containers.
@@ -114,6 +131,16 @@ pub enum Command {
     Update(update::Args),
     /// Manage containers (`container ls`, `container prune`, ... as docker spells them).
     Container(container::Args),
+    /// Run a command in a running container.
+    Exec(exec::Args),
+    /// Copy files between a container and the host.
+    Cp(cp::Args),
+    /// Show what a container changed in its filesystem.
+    Diff(diff::Args),
+    /// Make an image from a container's changes.
+    Commit(commit::Args),
+    /// Write a container's filesystem as a tar.
+    Export(export::Args),
     /// Manage volumes: create, ls, inspect, rm, prune.
     Volume(volume::Args),
     /// Print a shell completion script (bash, zsh or fish).
@@ -233,6 +260,15 @@ pub(crate) fn dispatch(command: Command, g: &global::Global) -> anyhow::Result<i
         Command::Stats(a) => stats::run(a, g),
         Command::Update(a) => update::run(a, g),
         Command::Container(a) => container::run(a, g),
+        Command::Ps(a) => ps::run(a, g),
+        Command::Logs(a) => logs::run(a, g),
+        Command::Rename(a) => rename::run(a, g),
+        Command::Top(a) => top::run(a, g),
+        Command::Exec(a) => exec::run(a, g),
+        Command::Cp(a) => cp::run(a, g),
+        Command::Diff(a) => diff::run(a, g),
+        Command::Commit(a) => commit::run(a, g),
+        Command::Export(a) => export::run(a, g),
         Command::Volume(a) => volume::run(a, g),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(a),
@@ -286,11 +322,11 @@ mod tests {
 
     #[test]
     fn other_words_are_unknown_commands() {
-        assert_eq!(first(&["rbuild", "ps"]), FirstWord::Unknown("ps".into()));
+        assert_eq!(first(&["rbuild", "xyz"]), FirstWord::Unknown("xyz".into()));
         assert_eq!(first(&["rbuild", "-D", "imags"]), FirstWord::Unknown("imags".into()));
         let names = subcommand_names();
         assert!(unknown_command("imags", &names).contains("did you mean images?"));
         assert!(unknown_command("biuld", &names).contains("did you mean build?"));
-        assert!(!unknown_command("ps", &names).contains("did you mean"));
+        assert!(!unknown_command("xyz", &names).contains("did you mean"));
     }
 }

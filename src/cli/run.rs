@@ -246,19 +246,19 @@ pub fn run(args: Args, g: &super::global::Global) -> anyhow::Result<i32> {
     let store = g.store()?;
     ensure_image(&store, &opts.image, &args.c.pull)?;
     let sandbox = Sandbox::new(&g.root)?;
-    let c = container::create(&store, &opts, &sandbox)?;
-    if args.detach {
-        if let Err(e) = container::start(&g.root, &c, std::path::Path::new("/proc/self/exe")) {
-            // docker keeps the created container; --rm ones go.
-            if opts.rm {
-                let _ = container::remove(&g.root, &c, true, true);
-            }
-            return Err(e.into());
-        }
-        super::pull::say(&c.id);
-        return Ok(0);
+    if !args.detach {
+        return Ok(container::create_and_run(&store, &opts, &sandbox)?);
     }
-    Ok(container::run_attached(&g.root, &c, &sandbox, opts.stdin, opts.tty)?)
+    let c = container::create(&store, &opts, &sandbox)?;
+    if let Err(e) = container::start(&g.root, &c, std::path::Path::new("/proc/self/exe")) {
+        // docker keeps the created container; --rm ones go.
+        if opts.rm {
+            let _ = container::remove(&g.root, &c, true, true);
+        }
+        return Err(e.into());
+    }
+    super::pull::say(&c.id);
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -186,6 +186,22 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
+/// A self-signed certificate for 127.0.0.1 made with openssl: (cert.pem, key.pem) in `dir`.
+pub fn self_signed_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = std::process::Command::new(which("openssl").expect("openssl is needed to make a test certificate"))
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req -x509 failed");
+    (cert, key)
+}
+
 /// An htpasswd file with one bcrypt user.
 pub fn htpasswd(dir: &Path, user: &str, pass: &str) -> std::path::PathBuf {
     let p = dir.join("htpasswd");

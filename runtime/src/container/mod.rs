@@ -7,7 +7,15 @@
 //! `container-<id>`) and its log (docker's json-file format). There is no daemon: every
 //! command reads and changes the record; a monitor owns a detached container's init.
 
+pub mod commit;
 pub mod config;
+pub mod exec;
+pub mod format;
+pub mod fs;
+pub mod inspect;
+pub mod log;
+pub mod logread;
+pub mod monitor;
 pub mod mounts;
 pub mod state;
 pub mod store;
@@ -16,8 +24,6 @@ pub use config::{Config, RestartPolicy, SecurityConfig, parse_signal};
 pub use mounts::{ResolvedMount, Volume, VolumesFrom};
 pub use state::{State, Status, now_rfc3339, process_start_time};
 pub use store::{Container, Containers, Locked, new_id, valid_name};
-pub mod log;
-pub mod monitor;
 
 use crate::cgroup::Limits;
 use crate::error::{Error, Result};
@@ -122,6 +128,19 @@ impl Drop for Undo<'_> {
 /// Create a container: the record (name reserved), its writable layer on the image's
 /// snapshots, bind sources and named volumes made. A failure leaves nothing.
 pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<Container> {
+    let sn = snapshot::open(store.root(), crate::sandbox::store_trees(store.root()))?;
+    create_with(store, opts, sandbox, sn.as_ref())
+}
+
+/// `rbuild run` in the foreground: [`create`] then [`run_attached`], opening the
+/// snapshotter once.
+pub fn create_and_run(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<i32> {
+    let sn = snapshot::open(store.root(), crate::sandbox::store_trees(store.root()))?;
+    let c = create_with(store, opts, sandbox, sn.as_ref())?;
+    run_attached_with(store.root(), &c, sandbox, sn.as_ref(), opts.stdin, opts.tty)
+}
+
+fn create_with(store: &Store, opts: &CreateOptions, sandbox: &Sandbox, sn: &dyn Snapshotter) -> Result<Container> {
     let root = store.root();
     if opts.rm && opts.restart != RestartPolicy::No {
         return Err(Error::Spec("conflicting options: --restart and --rm".into()));
@@ -131,8 +150,7 @@ pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<
     let image = store.resolve(&opts.image)?;
     let icfg = image.config.config.clone().unwrap_or_default();
     let (entrypoint, cmd) = command_line(&icfg, &opts.cmd, opts.entrypoint.as_deref())?;
-    let sn = snapshot::open(root, crate::sandbox::store_trees(root))?;
-    let top = snapshot::unpack_image(sn.as_ref(), store, image.layers(), &image.config.rootfs.diff_ids, Some(sandbox))?;
+    let top = snapshot::unpack_image(sn, store, image.layers(), &image.config.rootfs.diff_ids, Some(sandbox))?;
 
     let id = new_id();
     let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
@@ -182,7 +200,7 @@ pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<
     // name, then the layer; a failure undoes what was made.
     let image_volumes: Vec<String> = icfg.volumes.keys().cloned().collect();
     let resolved = mounts::resolve(root, &opts.volumes, &opts.volumes_from, &image_volumes)?;
-    let mut undo = Undo { cs: &cs, c: None, sn: sn.as_ref(), key: None, root, resolved: None };
+    let mut undo = Undo { cs: &cs, c: None, sn, key: None, root, resolved: None };
     cfg.mounts = resolved.mounts.clone();
     cfg.volumes = resolved.volumes.clone();
     cfg.anonymous_volumes = resolved.mounts.iter().filter(|m| m.anonymous).filter_map(|m| m.name.clone()).collect();
@@ -201,7 +219,7 @@ pub fn create(store: &Store, opts: &CreateOptions, sandbox: &Sandbox) -> Result<
 fn run_spec(root: &Path, sn: &dyn Snapshotter, cfg: &Config) -> Result<RunSpec> {
     let rootfs = sn.mounts(&cfg.snapshot)?;
     Ok(RunSpec {
-        mounts: mounts::specs(root, &cfg.mounts, &rootfs)?,
+        mounts: mounts::specs(root, &cfg.mounts)?,
         rootfs,
         args: cfg.argv(),
         env: cfg.env.clone(),
@@ -262,10 +280,21 @@ fn mark_exited(st: &mut State, code: i32, error: Option<String>) {
 /// without `-d`): this process is its owner; returns its exit code. With `auto_remove`
 /// the container is removed after.
 pub fn run_attached(root: &Path, c: &Container, sandbox: &Sandbox, stdin: bool, tty: bool) -> Result<i32> {
-    let cfg = c.config()?;
     let sn = snapshot::open(root, crate::sandbox::store_trees(root))?;
+    run_attached_with(root, c, sandbox, sn.as_ref(), stdin, tty)
+}
+
+fn run_attached_with(
+    root: &Path,
+    c: &Container,
+    sandbox: &Sandbox,
+    sn: &dyn Snapshotter,
+    stdin: bool,
+    tty: bool,
+) -> Result<i32> {
+    let cfg = c.config()?;
     let r = (|| {
-        let spec = run_spec(root, sn.as_ref(), &cfg)?;
+        let spec = run_spec(root, sn, &cfg)?;
         {
             let l = c.lock()?;
             let mut st = l.state()?;
@@ -294,7 +323,7 @@ pub fn run_attached(root: &Path, c: &Container, sandbox: &Sandbox, stdin: bool, 
         out.map(|o| o.code)
     })();
     if cfg.auto_remove {
-        remove_now(root, c, sn.as_ref(), true)?;
+        remove_now(root, c, sn, true)?;
     }
     r
 }
@@ -324,9 +353,13 @@ pub fn start(root: &Path, c: &Container, exe: &Path) -> Result<()> {
             return Err(busy(&cfg, &st));
         }
         let w = ready_w.as_raw_fd();
+        // The monitor lives in `/`, holding no directory of ours busy: the root must be
+        // absolute.
+        let root = std::path::absolute(root).map_err(Error::io(root))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.env(MONITOR_ENV, &c.id)
-            .env(MONITOR_ROOT_ENV, root)
+            .env(MONITOR_ROOT_ENV, &root)
+            .current_dir("/")
             .env_remove(crate::sandbox::init_env())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -358,6 +391,8 @@ pub fn start(root: &Path, c: &Container, exe: &Path) -> Result<()> {
     match line.trim_end() {
         "ok" => Ok(()),
         l => {
+            // A monitor that died without a word is found out now, not by the next command.
+            let _ = c.checked_state();
             let why = match l.strip_prefix("err ") {
                 Some(m) => m.to_string(),
                 None => {

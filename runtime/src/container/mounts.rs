@@ -1,8 +1,9 @@
 //! A container's mounts: `-v` and `--mount` parsed into [`Volume`]s; [`resolve`] adds
 //! `--volumes-from` and the image's `VOLUME` paths and makes the volumes, giving the
 //! [`ResolvedMount`] list kept in the container's config; [`specs`] turns that list into
-//! the sandbox's mounts at every start, first seeding each empty volume from the image's
-//! files at its path (docker's copy-up; `nocopy` turns it off).
+//! the sandbox's mounts at every start; the sandbox seeds each empty volume from the
+//! image's files at its path (docker's copy-up, done in the container's mount namespace so
+//! owners are kept rootless too; `nocopy` turns it off).
 //!
 //! Precedence, as docker's: `-v`/`--mount` replace a `--volumes-from` mount at the same
 //! destination; the image's `VOLUME` paths get an anonymous volume only where nothing else
@@ -462,10 +463,10 @@ fn resolve_into(
     Ok(())
 }
 
-/// The sandbox mounts for a container's `mounts` at a start. `rootfs` is the container's
-/// root filesystem (its snapshot's mounts): an empty volume (not `nocopy`) first gets the
-/// files the image has at its destination, with the directory's owner and mode.
-pub fn specs(root: &Path, mounts: &[ResolvedMount], rootfs: &[crate::snapshot::Mount]) -> Result<Vec<MountSpec>> {
+/// The sandbox mounts for a container's `mounts` at a start. A volume (not `nocopy`) that
+/// is empty then is first seeded by the sandbox with what the container's root filesystem
+/// has at its destination, with the directory's owner and mode ([`MountSpec::Volume`]).
+pub fn specs(root: &Path, mounts: &[ResolvedMount]) -> Result<Vec<MountSpec>> {
     let vols = Volumes::open(root);
     let mut out = Vec::new();
     for m in mounts {
@@ -482,12 +483,12 @@ pub fn specs(root: &Path, mounts: &[ResolvedMount], rootfs: &[crate::snapshot::M
                 let name = m.name.as_deref().unwrap_or_default();
                 let info = vols.get(name)?;
                 match crate::volume::backing(name, vols.mountpoint(name), &info.options)? {
-                    Backing::Data(data) => {
-                        if !m.nocopy {
-                            seed(&data, rootfs, &m.destination)?;
-                        }
-                        out.push(bind(data));
-                    }
+                    Backing::Data(source) => out.push(MountSpec::Volume {
+                        source,
+                        target: m.destination.clone(),
+                        readonly: m.readonly,
+                        seed: !m.nocopy,
+                    }),
                     Backing::Bind(dev) => out.push(bind(dev)),
                     Backing::Tmpfs { size } => {
                         out.push(MountSpec::Tmpfs { target: m.destination.clone(), size });
@@ -582,125 +583,6 @@ fn parse_bytes(s: &str) -> Option<u64> {
         _ => (l, 1),
     };
     num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
-/// The directories a root filesystem is read from, top first, with the xattr that marks
-/// an opaque directory.
-fn layers(rootfs: &[crate::snapshot::Mount]) -> (Vec<PathBuf>, &'static str) {
-    let Some(m) = rootfs.first() else { return (Vec::new(), "") };
-    if m.fstype != "overlay" {
-        return (vec![m.source.clone()], "");
-    }
-    let xattr =
-        if m.options.iter().any(|o| o == "userxattr") { "user.overlay.opaque" } else { "trusted.overlay.opaque" };
-    let mut out = Vec::new();
-    for o in &m.options {
-        if let Some(u) = o.strip_prefix("upperdir=") {
-            out.insert(0, PathBuf::from(u));
-        }
-    }
-    for o in &m.options {
-        if let Some(l) = o.strip_prefix("lowerdir=") {
-            out.extend(l.split(':').filter(|x| !x.is_empty()).map(PathBuf::from));
-        }
-    }
-    (out, xattr)
-}
-
-/// What a path is in the merged view of some layers.
-enum Entry {
-    /// Not there (absent or whited out).
-    None,
-    /// A non-directory, from this layer.
-    Other(PathBuf),
-    /// A directory, merged from these layer directories (top first).
-    Dir(Vec<PathBuf>),
-}
-
-/// `name` inside the merged directory `dirs`.
-fn child(dirs: &[PathBuf], name: &std::ffi::OsStr, opaque: &str) -> Entry {
-    let mut found = Vec::new();
-    for d in dirs {
-        let p = d.join(name);
-        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
-        if !m.is_dir() {
-            if !found.is_empty() {
-                break;
-            }
-            if crate::util::is_whiteout(&m) {
-                return Entry::None;
-            }
-            return Entry::Other(p);
-        }
-        let is_opaque = !opaque.is_empty()
-            && crate::util::get_xattr(&p, std::ffi::OsStr::new(opaque)).is_some_and(|v| v.as_slice() == b"y");
-        found.push(p);
-        if is_opaque {
-            break;
-        }
-    }
-    if found.is_empty() { Entry::None } else { Entry::Dir(found) }
-}
-
-/// Seed the empty volume directory `data` from the image's files at `dest`.
-fn seed(data: &Path, rootfs: &[crate::snapshot::Mount], dest: &str) -> Result<()> {
-    let empty = std::fs::read_dir(data).map_err(Error::io(data))?.next().is_none();
-    if !empty {
-        return Ok(());
-    }
-    let (layers, opaque) = layers(rootfs);
-    let mut dirs = layers;
-    for comp in dest.split('/').filter(|c| !c.is_empty()) {
-        match child(&dirs, std::ffi::OsStr::new(comp), opaque) {
-            Entry::Dir(d) => dirs = d,
-            // Missing, or not a directory (a symlink is not followed): nothing to copy.
-            _ => return Ok(()),
-        }
-    }
-    if dirs.is_empty() {
-        return Ok(());
-    }
-    let m = std::fs::symlink_metadata(&dirs[0]).map_err(Error::io(&dirs[0]))?;
-    copy_merged(&dirs, data, opaque)?;
-    owner_and_mode(data, &m)
-}
-
-fn owner_and_mode(dst: &Path, m: &std::fs::Metadata) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let c = crate::util::cstr(dst)?;
-    // SAFETY: valid C string. EPERM rootless: the directory keeps the caller's ids.
-    unsafe { libc::lchown(c.as_ptr(), m.uid(), m.gid()) };
-    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(Error::io(dst))
-}
-
-/// Copy the merged directory `dirs` (top first) into the existing directory `dst`.
-fn copy_merged(dirs: &[PathBuf], dst: &Path, opaque: &str) -> Result<()> {
-    let mut names = std::collections::BTreeSet::new();
-    for d in dirs {
-        for e in std::fs::read_dir(d).map_err(Error::io(d))? {
-            names.insert(e.map_err(Error::io(d))?.file_name());
-        }
-    }
-    for name in names {
-        let to = dst.join(&name);
-        match child(dirs, &name, opaque) {
-            Entry::None => {}
-            Entry::Other(p) => crate::util::copy_tree(&p, &to)?,
-            Entry::Dir(sub) => {
-                std::fs::create_dir(&to).map_err(Error::io(&to))?;
-                copy_merged(&sub, &to, opaque)?;
-                let m = std::fs::symlink_metadata(&sub[0]).map_err(Error::io(&sub[0]))?;
-                crate::util::copy_meta(&to, &m, &sub[0])?;
-                for x in ["trusted.overlay.opaque", "user.overlay.opaque"] {
-                    let c = crate::util::cstr(&to)?;
-                    let n = std::ffi::CString::new(x).expect("no NUL");
-                    // SAFETY: valid C strings; a missing xattr is fine.
-                    unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) };
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -848,50 +730,5 @@ mod tests {
         assert_eq!(gone.len(), 2);
         let left: Vec<_> = Volumes::open(root).list().unwrap().into_iter().map(|v| v.name).collect();
         assert_eq!(left, vec!["named".to_string()]);
-    }
-
-    #[test]
-    fn seeding_merges_layers_and_only_fills_empty_volumes() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let (low, up) = (d.path().join("low"), d.path().join("up"));
-        std::fs::create_dir_all(low.join("data/sub")).unwrap();
-        std::fs::write(low.join("data/a"), "low-a").unwrap();
-        std::fs::write(low.join("data/gone"), "x").unwrap();
-        std::fs::write(low.join("data/sub/s"), "s").unwrap();
-        std::fs::set_permissions(low.join("data"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::create_dir_all(up.join("data")).unwrap();
-        std::fs::write(up.join("data/a"), "up-a").unwrap();
-        // The top layer's directory gives the mode.
-        std::fs::set_permissions(up.join("data"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        std::os::unix::fs::symlink("a", up.join("data/link")).unwrap();
-        let wh = crate::util::cstr(&up.join("data/gone")).unwrap();
-        // SAFETY: valid C string.
-        let whiteout = unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o600, 0) } == 0;
-        let rootfs = vec![crate::snapshot::Mount {
-            fstype: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![format!("lowerdir={}:{}", up.display(), low.display())],
-        }];
-        let data = d.path().join("vol");
-        std::fs::create_dir(&data).unwrap();
-        seed(&data, &rootfs, "/data").unwrap();
-        assert_eq!(std::fs::read_to_string(data.join("a")).unwrap(), "up-a");
-        assert_eq!(std::fs::read_to_string(data.join("sub/s")).unwrap(), "s");
-        assert_eq!(std::fs::read_link(data.join("link")).unwrap(), Path::new("a"));
-        if whiteout {
-            assert!(!data.join("gone").exists(), "a whiteout hides the lower file");
-        }
-        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o7777, 0o750);
-        // Not empty any more: left alone.
-        std::fs::write(data.join("a"), "mine").unwrap();
-        seed(&data, &rootfs, "/data").unwrap();
-        assert_eq!(std::fs::read_to_string(data.join("a")).unwrap(), "mine");
-        // A path the image lacks, or a file: nothing.
-        let other = d.path().join("other");
-        std::fs::create_dir(&other).unwrap();
-        seed(&other, &rootfs, "/nope").unwrap();
-        seed(&other, &rootfs, "/data/a").unwrap();
-        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
     }
 }

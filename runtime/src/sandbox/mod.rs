@@ -24,6 +24,7 @@ pub mod syscalls;
 pub mod tty;
 
 pub use idmap::{IdMap, IdRange};
+pub use init::join::{ExecSpec, JoinTarget, PathKind, copy_dir_of, process_running};
 pub use spec::{
     BindSource, CacheSharing, DEFAULT_PATH, Device, MountSpec, Network, RunOutcome, RunSpec, Seccomp, SecretSource,
     Security,
@@ -360,6 +361,20 @@ impl Sandbox {
                 MountSpec::Tmpfs { target, size } => {
                     out.push(InitMount::Tmpfs { target: target.clone(), size: *size, mode: 0o1777 })
                 }
+                MountSpec::Volume { source, target, readonly, seed } => {
+                    if !source.is_dir() {
+                        return Err(Error::Spec(format!(
+                            "volume directory {} (for {target}) not found",
+                            source.display()
+                        )));
+                    }
+                    out.push(InitMount::Volume {
+                        source: source.clone(),
+                        target: target.clone(),
+                        readonly: *readonly,
+                        seed: *seed,
+                    });
+                }
                 MountSpec::Secret { id, target, uid, gid, mode, required } => {
                     let content = match spec.secrets.get(id) {
                         Some(SecretSource::Bytes(b)) => b.clone(),
@@ -656,6 +671,7 @@ impl Sandbox {
             unmasked: false,
             devices: Vec::new(),
             nodev: false,
+            join: None,
             rlimits: Vec::new(),
         }
     }
@@ -960,7 +976,14 @@ impl Executor for Sandbox {
         // namespace died with it), so clear it.
         for m in spec.rootfs.iter().filter(|m| m.fstype == "overlay" && m.options.iter().any(|o| o == "volatile")) {
             if let Some(w) = m.options.iter().find_map(|o| o.strip_prefix("workdir=")) {
-                let _ = crate::util::remove_tree(&Path::new(w).join("work/incompat"));
+                // overlayfs leaves `work` mode 000: rootless, nothing under it can be seen
+                // until it is opened up again.
+                let work = Path::new(w).join("work");
+                let incompat = work.join("incompat");
+                if incompat.symlink_metadata().is_err() {
+                    let _ = std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+                }
+                let _ = crate::util::remove_tree(&incompat);
             }
         }
         let scratch = self.scratch()?;

@@ -82,6 +82,19 @@ pub enum MountSpec {
         /// Size limit in bytes.
         size: Option<u64>,
     },
+    /// A container's volume: the host directory `source` at `target`. With `seed`, an empty
+    /// `source` first gets what the root filesystem has at `target` (docker's copy-up),
+    /// copied inside the sandbox, where the image's owners can be kept (rootless too).
+    Volume {
+        /// The volume's directory on the host.
+        source: PathBuf,
+        /// The path in the container.
+        target: String,
+        /// Read-only.
+        readonly: bool,
+        /// Seed an empty volume from the root filesystem.
+        seed: bool,
+    },
     /// `type=secret`: a read-only in-memory file, at `/run/secrets/<id>` unless `target`.
     Secret {
         /// The secret's id (`--secret id=…`).
@@ -304,6 +317,9 @@ pub(crate) struct InitSpec {
     /// Mount the root filesystem nodev (no device cgroup confines this run).
     #[serde(default)]
     pub nodev: bool,
+    /// Join mode: enter a running container (or a stopped one's rootfs) and exec or copy.
+    #[serde(default)]
+    pub join: Option<crate::sandbox::init::join::JoinSpec>,
     /// `--ulimit`s: (RLIMIT_*, soft, hard), set right before exec.
     #[serde(default)]
     pub rlimits: Vec<(u32, u64, u64)>,
@@ -349,6 +365,9 @@ pub(crate) enum InitMount {
     Staged { mounts: Vec<Mount>, subpath: String, target: String, readonly: bool },
     /// A tmpfs.
     Tmpfs { target: String, size: Option<u64>, mode: u32 },
+    /// Bind the directory `source` at `target`, first seeding it (when `seed` and empty) from
+    /// what the rootfs has there.
+    Volume { source: PathBuf, target: String, readonly: bool, seed: bool },
     /// A file with these bytes on a private tmpfs, bound at `target`. `injected` files
     /// (/etc/hosts…) are left out of layers even when they existed before.
     File { target: String, content: Vec<u8>, uid: u32, gid: u32, mode: u32, readonly: bool, injected: bool },
@@ -360,6 +379,7 @@ impl InitMount {
             InitMount::Bind { target, .. }
             | InitMount::Staged { target, .. }
             | InitMount::Tmpfs { target, .. }
+            | InitMount::Volume { target, .. }
             | InitMount::File { target, .. } => target,
         }
     }

@@ -12,6 +12,7 @@
 //! The outer init and pid 1 forward SIGINT/SIGTERM/SIGHUP/SIGQUIT inward; pid 1 exiting
 //! kills the whole namespace, and each stage dies with its parent (PR_SET_PDEATHSIG).
 
+pub mod join;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
@@ -109,6 +110,9 @@ pub fn main() -> i32 {
     };
     // SAFETY: umask has no failure mode; modes we create are the ones we ask for.
     unsafe { libc::umask(0) };
+    if let Some(j) = &spec.join {
+        return join::main(&spec, j);
+    }
     if spec.probe {
         return match probe(&spec) {
             Ok(()) => {

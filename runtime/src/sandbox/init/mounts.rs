@@ -259,6 +259,12 @@ impl<'a> Stage<'a> {
                 }
                 sys.mount("tmpfs", &t, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &data)
             }
+            InitMount::Volume { source, target, readonly, seed } => {
+                if *seed {
+                    self.seed(source, target)?;
+                }
+                self.bind(source, target, FileKind::Dir, *readonly, false)
+            }
             InitMount::File { target, content, uid, gid, mode, readonly, injected } => {
                 let files = self.stage.join("files");
                 if !self.files_ready {
@@ -271,6 +277,29 @@ impl<'a> Stage<'a> {
                 self.bind(&src, target, FileKind::File, *readonly, *injected)
             }
         }
+    }
+
+    /// docker's copy-up: an empty volume directory gets what the root filesystem has at
+    /// `target` (a directory; symlinks on the way followed inside the rootfs), with that
+    /// directory's owner and mode.
+    fn seed(&self, source: &Path, target: &str) -> Result<()> {
+        let from = self.sys.resolve(&self.rootfs, target)?;
+        if self.sys.kind(&from) != Some(FileKind::Dir) {
+            return Ok(());
+        }
+        if std::fs::read_dir(source).map_err(Error::io(source))?.next().is_some() {
+            return Ok(());
+        }
+        for e in std::fs::read_dir(&from).map_err(Error::io(&from))? {
+            let e = e.map_err(Error::io(&from))?;
+            crate::util::copy_tree(&e.path(), &source.join(e.file_name()))?;
+        }
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = std::fs::metadata(&from).map_err(Error::io(&from))?;
+        let c = crate::util::cstr(source)?;
+        // SAFETY: valid C string.
+        unsafe { libc::lchown(c.as_ptr(), m.uid(), m.gid()) };
+        std::fs::set_permissions(source, std::fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(Error::io(source))
     }
 
     fn bind(&mut self, source: &Path, target: &str, kind: FileKind, readonly: bool, injected: bool) -> Result<()> {
@@ -573,6 +602,7 @@ mod tests {
             unmasked: false,
             devices: vec![],
             nodev: false,
+            join: None,
             rlimits: Vec::new(),
         }
     }

@@ -10,7 +10,7 @@ pub fn flags(spec: &InitSpec) -> CloneFlags {
     let mut f = CloneFlags::CLONE_NEWNS;
     // Probing, removing and extracting need the user namespace (and a mount namespace
     // for the probe), nothing else.
-    if spec.probe || !spec.remove.is_empty() || spec.extract.is_some() || spec.copy.is_some() {
+    if spec.probe || !spec.remove.is_empty() || spec.extract.is_some() || spec.copy.is_some() || spec.join.is_some() {
         if spec.rootless.is_some() {
             f |= CloneFlags::CLONE_NEWUSER;
         }
