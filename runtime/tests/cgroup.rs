@@ -281,3 +281,38 @@ fn limits_without_a_controller_are_one_warning_and_bad_limits_are_refused() {
     let err = e.sb.run(&RunSpec { args: vec!["true".into()], ..spec }, Captured::default().io()).unwrap_err();
     assert!(err.to_string().contains("Minimum memory limit"), "{err}");
 }
+
+#[test]
+fn a_cgroup_left_by_a_killed_owner_is_emptied_before_reuse() {
+    require_root();
+    if !has("pids") {
+        return;
+    }
+    let n = name("stale");
+    let first = Cgroup::create(&n, &Limits { pids_limit: Some(10), ..Default::default() }, None).unwrap();
+    let cg = first.cgroup.unwrap();
+    // A process of the "old run", frozen when there is a freezer, and the owner gone
+    // without removing anything.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(std::process::Command::new("sleep").arg("1000").spawn().unwrap());
+    let pid = child.0.id();
+    for f in cg.procs_files().unwrap() {
+        std::io::Write::write_all(&mut &f, pid.to_string().as_bytes()).unwrap();
+    }
+    let _ = cg.freeze();
+    let dirs = cg.keep();
+    let again = Cgroup::create(&n, &Limits::default(), None).unwrap().cgroup.unwrap();
+    assert_eq!(again.paths(), dirs);
+    assert!(again.procs().is_empty(), "the old process is gone");
+    assert_ne!(again.frozen(), Some(true));
+    let st = child.0.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+    drop(again);
+    no_cgroup_left(&n);
+}

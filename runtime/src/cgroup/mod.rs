@@ -290,6 +290,12 @@ impl Cgroup {
         let mut missing = Vec::new();
         let cgroup = match m {
             Some(m) => {
+                // A container's cgroup left by a killed owner (maybe frozen, maybe with
+                // processes): emptied and thawed before the new run joins it.
+                kill_all(m.as_ref());
+                if m.frozen() == Some(true) {
+                    m.freeze(false)?;
+                }
                 let mut cg = Cgroup { m, devices: false, remove: true };
                 cg.m.apply(limits, &mut missing)?;
                 if let Some(rules) = devices {
