@@ -80,11 +80,14 @@ fn man_pages_one_per_command() {
 #[test]
 fn run_of_a_missing_image_says_to_pull_it() {
     let e = Env::bare();
+    // Missing: docker's words, then a pull (which fails here: no registry is reachable).
     let o = e.rb(&["run", "--rm", "alpine:3.20", "true"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(
-        err.contains("not found in the local store") && err.contains("run 'rbuild pull alpine:3.20' first"),
-        "{err}"
-    );
+    assert!(err.contains("Unable to find image 'alpine:3.20' locally") && err.contains("pulling alpine:3.20"), "{err}");
+    // --pull never: says what to run instead.
+    let o = e.rb(&["run", "--rm", "--pull", "never", "alpine:3.20", "true"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("not in the local store") && err.contains("run 'rbuild pull alpine:3.20'"), "{err}");
 }
