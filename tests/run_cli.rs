@@ -176,9 +176,20 @@ fn tty_is_the_containers_own_terminal() {
         env!("CARGO_BIN_EXE_rbuild"),
         root.display()
     );
-    let o =
-        Command::new("script").args(["-eqc", &format!("stty rows 33 cols 91; {cmd}"), "/dev/null"]).output().unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
-    assert_eq!(o.status.code(), Some(5), "{out}");
+    // script's stdin stays open and silent: at EOF script types its terminal's EOF character,
+    // which with -i reaches the container's terminal (echoed as ^@ once it is raw).
+    let mut child = Command::new("script")
+        .args(["-eqc", &format!("stty rows 33 cols 91; {cmd}"), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let out = out.replace('\r', "");
+    assert_eq!(status.code(), Some(5), "{out}");
     assert!(out.ends_with("/dev/pts/0\n33 91\nxterm\n"), "{out:?}");
 }
