@@ -94,12 +94,20 @@ async fn gc_marks_tags_indexes_and_referrers() {
 async fn online_gc_runs_on_its_interval() {
     let reg = TestRegistry::start_with(|c| {
         c.gc.interval = Some(Duration::from_millis(300));
-        c.gc.grace = Duration::from_secs(0);
+        // Long enough for the push below (with 0 s a collection between its layer and its
+        // manifest refuses the manifest: a slow machine saw that).
+        c.gc.grace = Duration::from_secs(600);
     })
     .await;
     reg.push_image("keep", "v1", &[b"kept layer"]).await;
     let orphan = reg.push_blob("keep", b"orphan").await;
     let path = reg.root().join(format!("blobs/sha256/{}/{}", &orphan.hex()[..2], orphan.hex()));
+    // The orphan is past the grace period: uploaded and linked an hour ago, as far as GC can tell.
+    let link = reg.root().join(format!("repositories/keep/_layers/sha256/{}/link", orphan.hex()));
+    for p in [path.join("data"), link] {
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    }
     for _ in 0..100 {
         if !path.exists() {
             break;
