@@ -28,7 +28,8 @@ fn sandbox_processes(root: &std::path::Path) -> Vec<String> {
     // the spec on a pipe, so look for the sleep and for scratch-dir mounts instead.
     let _ = root;
     let ps = Command::new("pgrep").args(["-x", "sleep", "-a"]).output().unwrap();
-    String::from_utf8_lossy(&ps.stdout).lines().filter(|l| l.contains("sleep 1000")).map(String::from).collect()
+    // A duration no other test sleeps for: test binaries run side by side.
+    String::from_utf8_lossy(&ps.stdout).lines().filter(|l| l.ends_with("sleep 7223")).map(String::from).collect()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

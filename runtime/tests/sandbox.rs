@@ -146,11 +146,12 @@ fn timeout_kills_everything_and_leaves_nothing() {
     let before = host_mounts();
     let mut spec = spec_on(&e, "a");
     spec.timeout = Some(std::time::Duration::from_millis(500));
-    let (out, _, _) = sh(&e.sb, &spec, "sleep 1000 & sleep 1000");
+    // A duration no other test sleeps for: test binaries run side by side.
+    let (out, _, _) = sh(&e.sb, &spec, "sleep 7219 & sleep 7219");
     assert!(out.timed_out, "{out:?}");
     assert_eq!(out.code, 137);
     assert_eq!(host_mounts(), before);
-    let ps = std::process::Command::new("pgrep").args(["-f", "sleep 1000"]).output().unwrap();
+    let ps = std::process::Command::new("pgrep").args(["-f", "^sleep 7219$"]).output().unwrap();
     assert!(ps.stdout.is_empty(), "processes survived: {}", String::from_utf8_lossy(&ps.stdout));
 }
 

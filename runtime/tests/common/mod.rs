@@ -75,7 +75,7 @@ fn helper_rootless(root: &Path) -> i32 {
     0
 }
 
-/// A parent process for interrupt tests: runs `echo ready; sleep 1000` in a sandbox on
+/// A parent process for interrupt tests: runs `echo ready; sleep 7223` in a sandbox on
 /// `<root>` and exits with its code. `RBUILD_TEST_FORWARD=1`: forward signals like
 /// `rbuild run`; else capture like a build (and die on SIGINT).
 fn helper_parent(root: &Path) -> i32 {
@@ -94,7 +94,7 @@ fn helper_parent(root: &Path) -> i32 {
     let sb = Sandbox::new(root).unwrap();
     let spec = RunSpec {
         rootfs: sn.prepare(&format!("run-{}", std::process::id()), Some("base")).unwrap(),
-        args: vec!["/bin/sh".into(), "-c".into(), "echo ready; exec sleep 1000".into()],
+        args: vec!["/bin/sh".into(), "-c".into(), "echo ready; exec sleep 7223".into()],
         ..Default::default()
     };
     let io = if std::env::var_os("RBUILD_TEST_FORWARD").is_some() {
