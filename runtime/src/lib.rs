@@ -4,8 +4,9 @@
 //! or copied when overlayfs is missing), the sandbox ([`sandbox`]: a RUN step or a
 //! container in namespaces, via a re-executed init, with capabilities, seccomp and
 //! cgroups), layer diffs of what a run changed ([`diff`]), containers ([`container`]: records
-//! in the store, run in the foreground or by a per-container monitor; `-v` parsing in
-//! [`run`]), plus the filesystem helpers they share ([`util`]).
+//! in the store, run in the foreground or by a per-container monitor, exec, cp, commit),
+//! their limits ([`cgroup`]: v1 and v2, beneath the caller's own cgroup) and volumes
+//! ([`volume`]), plus the filesystem helpers they share ([`util`]).
 //! Leaves to others: what to run and when (rbuild-builder for RUN steps, the CLI for
 //! `rbuild run`), image formats, the layer tar writer/applier and the store (rbuild-image).
 //! It knows nothing of Dockerfiles, builds or registries.
@@ -28,7 +29,6 @@ pub mod cgroup;
 pub mod container;
 pub mod diff;
 mod error;
-pub mod run;
 pub mod sandbox;
 pub mod snapshot;
 pub mod util;

@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use rbuild_image::store::import::{ImportOptions, import};
-use rbuild_runtime::container::{self, Containers, CreateOptions};
-use rbuild_runtime::run::Volume;
+use rbuild_runtime::container::{self, Containers, CreateOptions, Volume};
 use rbuild_runtime::sandbox::Sandbox;
 
 fn store_with_image(dir: &std::path::Path) -> rbuild_image::Store {
