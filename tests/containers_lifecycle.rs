@@ -530,3 +530,49 @@ fn a_paused_container_stops_and_goes_with_rm_force() {
     assert!(gone(&s.dir(&id)));
     assert!(!pid_alive(pid));
 }
+
+/// GET / from 127.0.0.1:`port`: the response, or None while nothing answers.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// The acceptance, with busybox's own web server: `run -d` of `httpd -f` serves,
+/// `ps` lists it up, `exec` sees its files, processes and hostname, `stop` ends it and `ps -a`
+/// shows how, `rm` takes it away.
+#[test]
+fn a_detached_busybox_httpd_serves_until_stopped() {
+    let s = Store::new();
+    let e = &s.e;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cmd = format!("mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www");
+    let id = ok(e, &["run", "-d", "--name", "web", "busybox", "sh", "-c", &cmd]).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        match http_get(port) {
+            Some(r) if r.contains("hello-web") => break r,
+            r => assert!(Instant::now() < deadline, "httpd never served: {r:?}; log {:?}", s.log(&id)),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
+    let ps = ok(e, &["ps"]);
+    assert!(ps.lines().any(|l| l.starts_with(&id[..12]) && l.contains("Up ") && l.ends_with("web")), "{ps}");
+    assert_eq!(ok(e, &["exec", "web", "cat", "/www/index.html"]), "hello-web\n");
+    assert_eq!(ok(e, &["exec", "web", "hostname"]).trim(), &id[..12]);
+    let pids = ok(e, &["exec", "web", "pidof", "httpd"]);
+    assert!(!pids.trim().is_empty(), "httpd is in the pid namespace exec joins");
+    ok(e, &["stop", "-t", "5", "web"]);
+    let st = s.until(&id, "exited", |st| st["status"] == "exited");
+    assert_eq!(st["exit_code"], 143, "{st}");
+    assert!(http_get(port).is_none(), "nothing serves after stop");
+    let all = ok(e, &["ps", "-a", "--filter", "name=web"]);
+    assert!(all.contains("Exited (143)"), "{all}");
+    ok(e, &["rm", "web"]);
+    assert!(s.records().is_empty());
+}
