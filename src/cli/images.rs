@@ -1,6 +1,8 @@
 //! `rbuild images`: list the images in the local store, like `docker images`.
 
 use rbuild_image::Reference;
+/// Sizes as docker prints them (`4.23MB`): the same for images, ps, volumes and prune.
+pub use rbuild_runtime::container::format::human_size;
 
 /// Flags of `rbuild images`.
 #[derive(clap::Args, Debug)]
@@ -66,30 +68,6 @@ fn passes(f: &Filter, r: Option<&Reference>, img: &rbuild_image::store::Image) -
             have.is_some_and(|have| v.as_ref().is_none_or(|want| want == have))
         }
     }
-}
-
-/// Sizes as docker prints them: decimal units, three significant digits (`4.23MB`).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    // %.3g: three significant digits, trailing zeros dropped.
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", UNITS[i])
 }
 
 /// A past time as docker says it: "2 hours ago", "About a minute ago".
